@@ -1,0 +1,29 @@
+# Two commands: `make demo` (set up and run the main job) and `make test` (set up and run the tests).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATA ?= $(or $(ECGWATCH_DATA_DIR),../shared/data)
+OUT ?= runs/demo
+
+.PHONY: venv demo test lint clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+
+venv: $(BIN)/activate
+	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+
+demo: venv
+	$(BIN)/ecgwatch-train ecg --data $(DATA) --out $(OUT)/model
+	$(BIN)/ecgwatch-train evaluate --model $(OUT)/model --data $(DATA) --out $(OUT)/report
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: venv lint
+	ECGWATCH_DATA_DIR=$(DATA) $(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) runs

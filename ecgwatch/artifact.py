@@ -1,0 +1,165 @@
+"""The versioned model artifact: ``model.safetensors`` (weights) + ``model.json`` (everything else).
+
+Weights are safetensors so loading never unpickles. ``model.json`` records the architecture, the input
+contract, the threshold and how it was chosen, the data hash and split seed, metrics and versions, so a
+model can be rebuilt, audited and served without the training code. Every check that can fail at load
+time fails with a message that says which file is wrong and how.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import safetensors.torch
+import torch
+from safetensors import SafetensorError
+
+import ecgwatch
+from ecgwatch.models.recurrent import ARCHITECTURE, RecurrentAEConfig, RecurrentAutoencoder
+
+FORMAT = "ecgwatch-model"
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+METADATA_FILE = "model.json"
+REQUIRED_KEYS = ("format", "format_version", "version", "architecture", "hyperparameters", "input", "threshold")
+
+
+class ArtifactError(ValueError):
+    """A model artifact is missing, corrupt or inconsistent."""
+
+
+@dataclass
+class LoadedModel:
+    model: RecurrentAutoencoder
+    metadata: dict[str, Any]
+    path: Path
+
+    @property
+    def version(self) -> str:
+        return str(self.metadata["version"])
+
+    @property
+    def threshold(self) -> float:
+        return float(self.metadata["threshold"]["value"])
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.metadata["input"]["seq_len"])
+
+
+def library_versions() -> dict[str, str]:
+    return {
+        "ecgwatch": ecgwatch.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def save(model: RecurrentAutoencoder, metadata: dict[str, Any], directory: Path) -> Path:
+    """Write the artifact; files appear under their final names only when complete (atomic rename)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with tempfile.TemporaryDirectory(dir=directory) as tmp:
+        weights_tmp = Path(tmp) / WEIGHTS_FILE
+        safetensors.torch.save_file(state, str(weights_tmp))
+        full = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "architecture": ARCHITECTURE,
+            "hyperparameters": model.config.to_dict(),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "versions": library_versions(),
+            **metadata,
+            "weights": {"file": WEIGHTS_FILE, "sha256": _sha256(weights_tmp)},
+        }
+        meta_tmp = Path(tmp) / METADATA_FILE
+        meta_tmp.write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
+        weights_tmp.replace(directory / WEIGHTS_FILE)
+        meta_tmp.replace(directory / METADATA_FILE)
+    return directory
+
+
+def read_metadata(directory: Path) -> dict[str, Any]:
+    path = directory / METADATA_FILE
+    if not path.is_file():
+        raise ArtifactError(f"{path}: missing; a model directory needs {METADATA_FILE} and {WEIGHTS_FILE}")
+    try:
+        metadata = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path}: not valid JSON ({exc}); the file is truncated or corrupt") from None
+    if not isinstance(metadata, dict):
+        raise ArtifactError(f"{path}: expected a JSON object")
+    missing = [k for k in REQUIRED_KEYS if k not in metadata]
+    if missing:
+        raise ArtifactError(f"{path}: missing keys {missing}")
+    if metadata["format"] != FORMAT or metadata["format_version"] != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{path}: format {metadata['format']!r} version {metadata['format_version']!r} is not supported; "
+            f"this ecgwatch reads {FORMAT!r} version {FORMAT_VERSION}"
+        )
+    if metadata["architecture"] != ARCHITECTURE:
+        raise ArtifactError(f"{path}: architecture {metadata['architecture']!r} is not {ARCHITECTURE!r}")
+    return metadata
+
+
+def _load_weights(directory: Path, metadata: dict[str, Any]) -> dict[str, torch.Tensor]:
+    path = directory / WEIGHTS_FILE
+    if not path.is_file():
+        raise ArtifactError(f"{path}: missing; the weights must sit beside {METADATA_FILE}")
+    expected = metadata.get("weights", {}).get("sha256")
+    actual = _sha256(path)
+    if expected != actual:
+        raise ArtifactError(
+            f"{path}: sha256 {actual} does not match {expected} recorded in {METADATA_FILE}; "
+            "the weights are truncated, corrupt or from another model"
+        )
+    try:
+        return safetensors.torch.load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise ArtifactError(f"{path}: cannot be read as safetensors: {exc}") from None
+
+
+def _build(metadata: dict[str, Any], state: dict[str, torch.Tensor], directory: Path) -> RecurrentAutoencoder:
+    try:
+        config = RecurrentAEConfig(**metadata["hyperparameters"])
+    except TypeError as exc:
+        raise ArtifactError(f"{directory / METADATA_FILE}: bad hyperparameters: {exc}") from None
+    model = RecurrentAutoencoder(config)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ArtifactError(f"{directory / WEIGHTS_FILE}: weights do not fit the recorded architecture: {exc}") from None
+    return model.eval()
+
+
+def _smoke_test(model: RecurrentAutoencoder, directory: Path) -> None:
+    """One forward pass before anyone relies on the model: NaN weights would otherwise score every beat NaN."""
+    probe = torch.sin(torch.linspace(0, 6.28, model.config.seq_len)).reshape(1, -1, 1)
+    with torch.inference_mode():
+        out = model(probe)
+    if not torch.isfinite(out).all():
+        raise ArtifactError(f"{directory}: the model produces non-finite output on a test beat")
+
+
+def load(directory: Path | str) -> LoadedModel:
+    """Load and verify an artifact: schema, weights hash, architecture fit, and a test forward pass."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ArtifactError(f"{directory}: model directory does not exist")
+    metadata = read_metadata(directory)
+    model = _build(metadata, _load_weights(directory, metadata), directory)
+    _smoke_test(model, directory)
+    return LoadedModel(model=model, metadata=metadata, path=directory)

@@ -1,0 +1,25 @@
+"""Data sets: ECG5000 beats (and MNIST images), with validation, a seeded split and verified downloads."""
+
+from ecgwatch.datasets.ecg5000 import CLASS_NAMES, SEQ_LEN, Beats, load_directory
+from ecgwatch.datasets.errors import DataFormatError, DataUnavailableError
+from ecgwatch.datasets.locate import data_dir
+from ecgwatch.datasets.splits import Split, make_split
+
+
+def load_ecg5000(directory: str | None = None) -> Beats:
+    """All ECG5000 beats found in ``directory``, ``$ECGWATCH_DATA_DIR`` or the download cache."""
+    return load_directory(data_dir("ecg5000", directory))
+
+
+__all__ = [
+    "CLASS_NAMES",
+    "SEQ_LEN",
+    "Beats",
+    "DataFormatError",
+    "DataUnavailableError",
+    "Split",
+    "data_dir",
+    "load_directory",
+    "load_ecg5000",
+    "make_split",
+]

@@ -1,0 +1,114 @@
+"""``ecgwatch-train``: train the ECG model, evaluate an artifact, or sweep embedding sizes over split seeds."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+from ecgwatch.artifact import ArtifactError
+from ecgwatch.datasets import DataFormatError, DataUnavailableError, load_ecg5000
+from ecgwatch.models import resolve_device
+from training.ecg_pipeline import train_and_calibrate, write_artifact
+from training.ecg_trainer import TrainConfig
+from training.evaluate import evaluate
+from training.sweep import run_sweep
+
+log = logging.getLogger("ecgwatch.train")
+DEFAULTS = TrainConfig()
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", help="data directory (default: $ECGWATCH_DATA_DIR, else download to the user cache)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details at INFO level")
+
+
+def _add_recipe(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
+    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    p.add_argument("--lr", type=float, default=DEFAULTS.learning_rate, help="peak learning rate (one-cycle)")
+    p.add_argument("--patience", type=int, default=DEFAULTS.patience, help="early-stopping patience in epochs")
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="weight-initialisation and shuffling seed")
+    p.add_argument("--target-fpr", type=float, default=0.01, help="false-alarm rate the threshold is calibrated to")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ecgwatch-train", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    ecg = sub.add_parser("ecg", help="train, calibrate and write an ECG model artifact")
+    _add_common(ecg)
+    _add_recipe(ecg)
+    ecg.add_argument("--out", required=True, type=Path, help="artifact directory to write")
+    ecg.add_argument("--embedding-dim", type=int, default=DEFAULTS.embedding_dim)
+    ecg.add_argument("--split-seed", type=int, default=0)
+    ecg.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt if present")
+    ev = sub.add_parser("evaluate", help="evaluate an artifact beside PCA and IsolationForest baselines")
+    _add_common(ev)
+    ev.add_argument("--model", required=True, type=Path)
+    ev.add_argument("--out", type=Path, help="report directory (default: <model>/report)")
+    sw = sub.add_parser("sweep", help="embedding-size sweep over several split seeds, with baselines")
+    _add_common(sw)
+    _add_recipe(sw)
+    sw.add_argument("--out", required=True, type=Path)
+    sw.add_argument("--embedding-dims", type=int, nargs="+", default=[16, 32, 64, 128])
+    sw.add_argument("--split-seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    sw.add_argument("--tolerance", type=float, default=0.002, help="AUROC gap to the largest E still accepted")
+    return parser
+
+
+def _recipe(args: argparse.Namespace, embedding_dim: int) -> TrainConfig:
+    return TrainConfig(
+        embedding_dim=embedding_dim, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+        patience=args.patience, seed=args.seed, threads=args.threads,
+    )
+
+
+def _run(args: argparse.Namespace) -> None:
+    device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    beats = load_ecg5000(args.data)
+    if args.command == "ecg":
+        args.out.mkdir(parents=True, exist_ok=True)
+        run = train_and_calibrate(
+            beats, _recipe(args, args.embedding_dim), args.split_seed, args.target_fpr, device,
+            checkpoint_dir=args.out if args.resume else None,
+        )
+        write_artifact(run, args.out)
+        test = run.metadata["metrics"]["test"]
+        print(f"wrote {args.out} ({run.metadata['version']}): test AUROC {test['auroc']:.4f}, "
+              f"recall {test['recall']:.4f} at false-alarm rate {test['false_alarm_rate']:.4f}")
+    elif args.command == "evaluate":
+        out = args.out or args.model / "report"
+        report = evaluate(args.model, beats, out, device)
+        for name, result in report["results"].items():
+            print(f"{name:28s} AUROC {result['metrics']['auroc']:.4f}  recall {result['metrics']['recall']:.4f}")
+        print(f"report: {out / 'report.md'}")
+    else:
+        recipes = [_recipe(args, e) for e in args.embedding_dims]
+        chosen = run_sweep(beats, recipes, args.split_seeds, args.target_fpr, device, args.out, args.tolerance)
+        print(f"smallest E within {args.tolerance} AUROC of E={max(args.embedding_dims)}: {chosen}; "
+              f"report: {args.out / 'sweep.md'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s",
+    )
+    try:
+        _run(args)
+    except (DataFormatError, DataUnavailableError, ArtifactError, ValueError, RuntimeError) as exc:
+        print(f"ecgwatch-train: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
