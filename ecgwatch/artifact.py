@@ -29,6 +29,7 @@ FORMAT = "ecgwatch-model"
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 METADATA_FILE = "model.json"
+REFERENCE_MODEL_DIR = Path(__file__).parent / "reference_model"
 REQUIRED_KEYS = ("format", "format_version", "version", "architecture", "hyperparameters", "input", "threshold")
 
 
@@ -141,7 +142,9 @@ def _build(metadata: dict[str, Any], state: dict[str, torch.Tensor], directory: 
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise ArtifactError(f"{directory / WEIGHTS_FILE}: weights do not fit the recorded architecture: {exc}") from None
+        raise ArtifactError(
+            f"{directory / WEIGHTS_FILE}: weights do not fit the recorded architecture: {exc}"
+        ) from None
     return model.eval()
 
 

@@ -63,8 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _recipe(args: argparse.Namespace, embedding_dim: int) -> TrainConfig:
     return TrainConfig(
-        embedding_dim=embedding_dim, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-        patience=args.patience, seed=args.seed, threads=args.threads,
+        embedding_dim=embedding_dim,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        patience=args.patience,
+        seed=args.seed,
+        threads=args.threads,
     )
 
 
@@ -76,13 +81,19 @@ def _run(args: argparse.Namespace) -> None:
     if args.command == "ecg":
         args.out.mkdir(parents=True, exist_ok=True)
         run = train_and_calibrate(
-            beats, _recipe(args, args.embedding_dim), args.split_seed, args.target_fpr, device,
+            beats,
+            _recipe(args, args.embedding_dim),
+            args.split_seed,
+            args.target_fpr,
+            device,
             checkpoint_dir=args.out if args.resume else None,
         )
         write_artifact(run, args.out)
         test = run.metadata["metrics"]["test"]
-        print(f"wrote {args.out} ({run.metadata['version']}): test AUROC {test['auroc']:.4f}, "
-              f"recall {test['recall']:.4f} at false-alarm rate {test['false_alarm_rate']:.4f}")
+        print(
+            f"wrote {args.out} ({run.metadata['version']}): test AUROC {test['auroc']:.4f}, "
+            f"recall {test['recall']:.4f} at false-alarm rate {test['false_alarm_rate']:.4f}"
+        )
     elif args.command == "evaluate":
         out = args.out or args.model / "report"
         report = evaluate(args.model, beats, out, device)
@@ -92,8 +103,10 @@ def _run(args: argparse.Namespace) -> None:
     else:
         recipes = [_recipe(args, e) for e in args.embedding_dims]
         chosen = run_sweep(beats, recipes, args.split_seeds, args.target_fpr, device, args.out, args.tolerance)
-        print(f"smallest E within {args.tolerance} AUROC of E={max(args.embedding_dims)}: {chosen}; "
-              f"report: {args.out / 'sweep.md'}")
+        print(
+            f"smallest E within {args.tolerance} AUROC of E={max(args.embedding_dims)}: {chosen}; "
+            f"report: {args.out / 'sweep.md'}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

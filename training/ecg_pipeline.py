@@ -60,18 +60,41 @@ def train_and_calibrate(
     f1_threshold, f1_val = f1_best_threshold(scores["val"], split.val.is_anomaly)
     metadata = {
         "version": "",  # filled in by version_string once the data hash is known
-        "input": {"seq_len": int(beats.x.shape[1]), "n_features": 1, "preprocessing": ZSCORE, "zscore_ddof": ZSCORE_DDOF,
-                  "resample": "linear", "sample_dtype": "float32"},
+        "input": {
+            "seq_len": int(beats.x.shape[1]),
+            "n_features": 1,
+            "preprocessing": ZSCORE,
+            "zscore_ddof": ZSCORE_DDOF,
+            "resample": "linear",
+            "sample_dtype": "float32",
+        },
         "score": {"kind": "mean-absolute-reconstruction-error", "predict": "score > threshold"},
-        "threshold": {**threshold.to_dict(), "calibrated_on": "normal validation beats",
-                      "f1_best_for_comparison": {"value": f1_threshold.value, "validation_f1": f1_val}},
-        "training": {**config.to_dict(), "best_epoch": history.best_epoch, "epochs_run": len(history.train_loss),
-                     "best_val_loss": history.best_val_loss, "loss": "l1", "optimizer": "adam",
-                     "seconds": float(sum(history.epoch_seconds)), "device": str(device)},
-        "data": {"dataset": "ECG5000", "sha256": beats.sha256(), "n_beats": len(beats), "split_seed": split_seed,
-                 "split": {k: int(len(v)) for k, v in split.index.items()}},
-        "metrics": {"test": detection_metrics(scores["test"], split.test.y, threshold.value),
-                    "validation": detection_metrics(scores["val"], split.val.y, threshold.value)},
+        "threshold": {
+            **threshold.to_dict(),
+            "calibrated_on": "normal validation beats",
+            "f1_best_for_comparison": {"value": f1_threshold.value, "validation_f1": f1_val},
+        },
+        "training": {
+            **config.to_dict(),
+            "best_epoch": history.best_epoch,
+            "epochs_run": len(history.train_loss),
+            "best_val_loss": history.best_val_loss,
+            "loss": "l1",
+            "optimizer": "adam",
+            "seconds": float(sum(history.epoch_seconds)),
+            "device": str(device),
+        },
+        "data": {
+            "dataset": "ECG5000",
+            "sha256": beats.sha256(),
+            "n_beats": len(beats),
+            "split_seed": split_seed,
+            "split": {k: len(v) for k, v in split.index.items()},
+        },
+        "metrics": {
+            "test": detection_metrics(scores["test"], split.test.y, threshold.value),
+            "validation": detection_metrics(scores["val"], split.val.y, threshold.value),
+        },
     }
     metadata["version"] = version_string(config, metadata["data"]["sha256"], split_seed)
     return TrainedRun(model=model, metadata=metadata, history=history, split=split, scores=scores)

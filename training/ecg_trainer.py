@@ -64,7 +64,9 @@ def _as_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
 @torch.inference_mode()
 def mean_loss(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 512) -> float:
     model.eval()
-    total = sum(l1_loss(model, x[i : i + batch_size]).item() * len(x[i : i + batch_size]) for i in range(0, len(x), batch_size))
+    total = sum(
+        l1_loss(model, x[i : i + batch_size]).item() * len(x[i : i + batch_size]) for i in range(0, len(x), batch_size)
+    )
     return total / len(x)
 
 
@@ -141,7 +143,9 @@ class Trainer:
             log.info("resumed from %s at epoch %d", checkpoint, len(self.history.train_loss))
         x_train, x_val = _as_tensor(train_x, self.device), _as_tensor(val_x, self.device)
         first = len(self.history.train_loss)
-        bar = tqdm(range(first, self.config.epochs), desc="train", unit="epoch", initial=first, total=self.config.epochs)
+        bar = tqdm(
+            range(first, self.config.epochs), desc="train", unit="epoch", initial=first, total=self.config.epochs
+        )
         for epoch in bar:
             started = time.perf_counter()
             train_loss = _train_epoch(self.model, x_train, self.optimizer, self.scheduler, self.config, self.generator)

@@ -11,15 +11,13 @@ from ecgwatch.datasets import CLASS_NAMES
 
 
 def detection_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, Any]:
-    """AUROC/AUPRC, and precision/recall/F1, false-alarm rate, confusion matrix and per-class recall at ``score > threshold``."""
+    """Threshold-free AUROC/AUPRC, plus everything that depends on predicting ``score > threshold``."""
     is_anomaly = labels != 1
     predicted = scores > threshold
     tn, fp, fn, tp = confusion_matrix(is_anomaly, predicted, labels=[False, True]).ravel()
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
-    per_class = {
-        CLASS_NAMES[c]: float(predicted[labels == c].mean()) for c in sorted(set(labels.tolist())) if c != 1
-    }
+    per_class = {CLASS_NAMES[c]: float(predicted[labels == c].mean()) for c in sorted(set(labels.tolist())) if c != 1}
     return {
         "auroc": float(roc_auc_score(is_anomaly, scores)),
         "auprc": float(average_precision_score(is_anomaly, scores)),

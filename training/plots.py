@@ -7,10 +7,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from training.metrics import roc_points  # noqa: E402
+from training.metrics import roc_points
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -71,9 +71,7 @@ def reconstructions(
     return _save(fig, path)
 
 
-def sweep(
-    model: dict[str, dict[int, dict[str, float]]], baselines: dict[str, dict[str, float]], path: Path
-) -> Path:
+def sweep(model: dict[str, dict[int, dict[str, float]]], baselines: dict[str, dict[str, float]], path: Path) -> Path:
     """Test AUROC mean +- std per embedding size; baselines (no E) as horizontal bands."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for name, by_e in model.items():

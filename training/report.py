@@ -17,7 +17,9 @@ def metrics_table(results: dict[str, Any]) -> list[str]:
     for name, result in results.items():
         m = result["metrics"]
         cm = m["confusion_matrix"]
-        lines.append(_row([name, *(f"{m[c]:.4f}" for c in METRIC_COLUMNS), f"{cm['tn']}/{cm['fp']}/{cm['fn']}/{cm['tp']}"]))
+        lines.append(
+            _row([name, *(f"{m[c]:.4f}" for c in METRIC_COLUMNS), f"{cm['tn']}/{cm['fp']}/{cm['fn']}/{cm['tp']}"])
+        )
     return lines
 
 

@@ -25,15 +25,20 @@ log = logging.getLogger(__name__)
 SUMMARY_METRICS = (*METRIC_COLUMNS, "train_seconds", "best_epoch")
 
 
-def _model_result(beats: Beats, config: TrainConfig, seed: int, target_fpr: float, device: torch.device, out: Path) -> dict[str, Any]:
+def _model_result(
+    beats: Beats, config: TrainConfig, seed: int, target_fpr: float, device: torch.device, out: Path
+) -> dict[str, Any]:
     path = out / f"e{config.embedding_dim}" / f"s{seed}"
     result_file = path / "result.json"
     if result_file.is_file():
         return json.loads(result_file.read_text())
     run = train_and_calibrate(beats, config, seed, target_fpr, device)
     write_artifact(run, path)
-    result = {**run.metadata["metrics"]["test"], "train_seconds": run.metadata["training"]["seconds"],
-              "best_epoch": run.history.best_epoch}
+    result = {
+        **run.metadata["metrics"]["test"],
+        "train_seconds": run.metadata["training"]["seconds"],
+        "best_epoch": run.history.best_epoch,
+    }
     result_file.write_text(json.dumps(result, indent=2) + "\n")
     return result
 
@@ -52,8 +57,12 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """mean / std / min / max over seeds for each metric present in every run."""
     keys = [k for k in SUMMARY_METRICS if all(k in r for r in runs)]
     return {
-        k: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
-            "min": float(np.min(v)), "max": float(np.max(v))}
+        k: {
+            "mean": float(np.mean(v)),
+            "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
+            "min": float(np.min(v)),
+            "max": float(np.max(v)),
+        }
         for k in keys
         for v in [[float(r[k]) for r in runs]]
     }
@@ -66,8 +75,13 @@ def choose_embedding(model_summary: dict[int, dict[str, dict[str, float]]], tole
 
 
 def run_sweep(
-    beats: Beats, recipes: list[TrainConfig], seeds: list[int], target_fpr: float, device: torch.device,
-    out: Path, tolerance: float,
+    beats: Beats,
+    recipes: list[TrainConfig],
+    seeds: list[int],
+    target_fpr: float,
+    device: torch.device,
+    out: Path,
+    tolerance: float,
 ) -> int:
     out.mkdir(parents=True, exist_ok=True)
     baselines = {s: _baseline_results(beats, s, target_fpr, out) for s in seeds}
@@ -78,9 +92,15 @@ def run_sweep(
         log.info("E=%d: AUROC %.4f", config.embedding_dim, model_summary[config.embedding_dim]["auroc"]["mean"])
     baseline_summary = {name: summarise([baselines[s][name] for s in seeds]) for name in baselines[seeds[0]]}
     chosen = choose_embedding(model_summary, tolerance)
-    summary = {"seeds": seeds, "target_fpr": target_fpr, "tolerance": tolerance, "chosen_embedding_dim": chosen,
-               "recipe": {k: v for k, v in recipes[0].to_dict().items() if k != "embedding_dim"},
-               "lstm_ae": {str(e): s for e, s in model_summary.items()}, "baselines": baseline_summary}
+    summary = {
+        "seeds": seeds,
+        "target_fpr": target_fpr,
+        "tolerance": tolerance,
+        "chosen_embedding_dim": chosen,
+        "recipe": {k: v for k, v in recipes[0].to_dict().items() if k != "embedding_dim"},
+        "lstm_ae": {str(e): s for e, s in model_summary.items()},
+        "baselines": baseline_summary,
+    }
     (out / "sweep.json").write_text(json.dumps(summary, indent=2) + "\n")
     _write_markdown(summary, out / "sweep.md")
     auroc = {"LSTM-AE": {e: s["auroc"] for e, s in model_summary.items()}}

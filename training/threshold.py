@@ -29,7 +29,8 @@ def quantile_threshold(normal_scores: np.ndarray, target_fpr: float = 0.01) -> T
     scores = np.asarray(normal_scores, dtype=np.float64)
     if scores.size == 0:
         raise ValueError("cannot calibrate a threshold on zero normal scores")
-    value = float(np.quantile(scores, 1.0 - target_fpr, method="higher"))
+    allowed_above = int(np.floor(target_fpr * scores.size + 1e-9))
+    value = float(np.sort(scores)[scores.size - 1 - allowed_above])
     return Threshold(value=value, method="normal-validation-quantile", target_fpr=target_fpr)
 
 

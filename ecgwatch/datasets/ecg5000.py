@@ -53,15 +53,13 @@ class Beats:
         return digest.hexdigest()
 
 
-def _validate_rows(path: Path, x: np.ndarray, y: np.ndarray, first_row: int = 1) -> Beats:
-    for i in range(x.shape[0]):
-        row = first_row + i
-        if not np.all(np.isfinite(x[i])):
-            col = int(np.flatnonzero(~np.isfinite(x[i]))[0]) + 1
-            raise DataFormatError(f"{path}: row {row}: sample {col} is not a finite number")
-        if y[i] not in CLASS_NAMES:
-            raise DataFormatError(f"{path}: row {row}: label {y[i]!r} is not one of 1..5")
-    return Beats(x, y.astype(np.int64))
+def _check_finite(path: Path, x: np.ndarray, y: np.ndarray) -> Beats:
+    """NaN and inf parse as floats, so they are caught here; the row counts data rows."""
+    bad = np.argwhere(~np.isfinite(x))
+    if bad.size:
+        row, col = bad[0]
+        raise DataFormatError(f"{path}: row {row + 1}: sample {col + 1} is not a finite number")
+    return Beats(x, y)
 
 
 def _parse_label(path: Path, row: int, token: str) -> int:
@@ -71,6 +69,8 @@ def _parse_label(path: Path, row: int, token: str) -> int:
         raise DataFormatError(f"{path}: row {row}: label {token!r} is not a number") from None
     if not value.is_integer():
         raise DataFormatError(f"{path}: row {row}: label {token!r} is not an integer class")
+    if int(value) not in CLASS_NAMES:
+        raise DataFormatError(f"{path}: row {row}: label {int(value)} is not one of 1..5")
     return int(value)
 
 
@@ -139,7 +139,7 @@ def _read_arff(path: Path) -> Beats:
 def _finish(path: Path, xs: list[list[float]], ys: list[int]) -> Beats:
     if not xs:
         raise DataFormatError(f"{path}: no beats in file")
-    return _validate_rows(path, np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.int64))
+    return _check_finite(path, np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.int64))
 
 
 def read_file(path: Path) -> Beats:

@@ -30,9 +30,9 @@ def split_indices(is_anomaly: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     normal = rng.permutation(np.flatnonzero(~is_anomaly))
     anomalous = rng.permutation(np.flatnonzero(is_anomaly))
-    n_train = int(round(NORMAL_FRACTIONS[0] * len(normal)))
-    n_val = int(round(NORMAL_FRACTIONS[1] * len(normal)))
-    a_val = int(round(ANOMALY_VAL_FRACTION * len(anomalous)))
+    n_train = round(NORMAL_FRACTIONS[0] * len(normal))
+    n_val = round(NORMAL_FRACTIONS[1] * len(normal))
+    a_val = round(ANOMALY_VAL_FRACTION * len(anomalous))
     parts = {
         "train": normal[:n_train],
         "val": np.concatenate([normal[n_train : n_train + n_val], anomalous[:a_val]]),
