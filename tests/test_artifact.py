@@ -13,6 +13,7 @@ from ecgwatch.models import RecurrentAEConfig, RecurrentAutoencoder
 META = {
     "version": "test-model-1",
     "input": {"seq_len": 140, "preprocessing": "zscore-per-beat", "zscore_ddof": 1},
+    "score": {"kind": "max-window-mean-absolute-error", "window": 20},
     "threshold": {"value": 0.25, "method": "normal-validation-quantile", "target_fpr": 0.01},
 }
 

@@ -9,12 +9,15 @@ from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import roc_auc_score
 
+from ecgwatch.scorer import window_scores
+from training.ecg_pipeline import SCORE_WINDOW
+
 PCA_COMPONENTS = (2, 3, 5, 8, 12, 16, 24, 32)
 
 
 @dataclass
 class PCABaseline:
-    """Reconstruction error (mean |x - x_hat|, like the autoencoder's score) from a k-component PCA."""
+    """Reconstruction error from a k-component PCA, scored exactly like the autoencoder's reconstruction."""
 
     pca: PCA
 
@@ -27,7 +30,7 @@ class PCABaseline:
         return int(self.pca.n_components_)
 
     def score(self, x: np.ndarray) -> np.ndarray:
-        return np.abs(self.pca.inverse_transform(self.pca.transform(x)) - x).mean(axis=1)
+        return window_scores(x, self.pca.inverse_transform(self.pca.transform(x)), SCORE_WINDOW)[0]
 
 
 def select_pca(

@@ -13,13 +13,14 @@ import torch
 from ecgwatch import artifact
 from ecgwatch.datasets import Beats, Split, make_split
 from ecgwatch.preprocess import ZSCORE, zscore
-from ecgwatch.scorer import reconstruct
+from ecgwatch.scorer import reconstruct, window_scores
 from training.ecg_trainer import CHECKPOINT_FILE, History, TrainConfig, Trainer
 from training.metrics import detection_metrics
 from training.threshold import f1_best_threshold, quantile_threshold
 
 log = logging.getLogger(__name__)
 ZSCORE_DDOF = 1
+SCORE_WINDOW = 20
 
 
 @dataclass
@@ -38,7 +39,7 @@ def prepared(beats: Beats) -> np.ndarray:
 
 def score_beats(model: torch.nn.Module, beats: Beats, device: torch.device) -> np.ndarray:
     x = prepared(beats)
-    return np.abs(reconstruct(model, x, device) - x).mean(axis=1)
+    return window_scores(x, reconstruct(model, x, device), SCORE_WINDOW)[0]
 
 
 def train_and_calibrate(
@@ -68,7 +69,7 @@ def train_and_calibrate(
             "resample": "linear",
             "sample_dtype": "float32",
         },
-        "score": {"kind": "mean-absolute-reconstruction-error", "predict": "score > threshold"},
+        "score": {"kind": "max-window-mean-absolute-error", "window": SCORE_WINDOW, "predict": "score > threshold"},
         "threshold": {
             **threshold.to_dict(),
             "calibrated_on": "normal validation beats",

@@ -26,9 +26,9 @@ CHECKPOINT_FILE = "checkpoint.pt"
 @dataclass(frozen=True)
 class TrainConfig:
     embedding_dim: int = 32
-    epochs: int = 40
+    epochs: int = 60
     batch_size: int = 32
-    learning_rate: float = 3e-3
+    learning_rate: float = 5e-3
     grad_clip: float = 1.0
     patience: int = 15
     seed: int = 0

@@ -12,7 +12,7 @@ import torch
 
 from ecgwatch import artifact
 from ecgwatch.datasets import Beats, make_split
-from ecgwatch.scorer import reconstruct
+from ecgwatch.scorer import reconstruct, window_scores
 from training import plots
 from training.baselines import IsolationForestBaseline, select_pca
 from training.ecg_pipeline import prepared
@@ -49,7 +49,7 @@ def evaluate(model_dir: Path, beats: Beats, out: Path, device: torch.device) -> 
     split = make_split(beats, split_seed)
     test_x = prepared(split.test)
     recon = reconstruct(loaded.model, test_x, device)
-    scores = np.abs(recon - test_x).mean(axis=1)
+    scores = window_scores(test_x, recon, int(meta["score"]["window"]))[0]
     model_name = f"LSTM-AE (E={meta['hyperparameters']['embedding_dim']})"
     results = {model_name: {"metrics": detection_metrics(scores, split.test.y, loaded.threshold), "scores": scores}}
     results.update(baseline_metrics(beats, split_seed, target_fpr))

@@ -36,7 +36,9 @@ def score_distributions(scores: np.ndarray, labels: np.ndarray, threshold: float
     ax.hist(scores[labels == 1], bins=bins, alpha=0.6, density=True, label="normal")
     ax.hist(scores[labels != 1], bins=bins, alpha=0.6, density=True, label="anomalous")
     ax.axvline(threshold, color="red", linestyle="--", label=f"threshold {threshold:.3f}")
-    ax.set(xlabel="anomaly score (mean |x - x_hat|)", ylabel="density", title="Test-split score distributions")
+    ax.set(
+        xlabel="anomaly score (worst-window mean |x - x_hat|)", ylabel="density", title="Test-split score distributions"
+    )
     ax.legend()
     return _save(fig, path)
 
