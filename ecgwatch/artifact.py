@@ -30,7 +30,16 @@ FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 METADATA_FILE = "model.json"
 REFERENCE_MODEL_DIR = Path(__file__).parent / "reference_model"
-REQUIRED_KEYS = ("format", "format_version", "version", "architecture", "hyperparameters", "input", "score", "threshold")
+REQUIRED_KEYS = (
+    "format",
+    "format_version",
+    "version",
+    "architecture",
+    "hyperparameters",
+    "input",
+    "score",
+    "threshold",
+)
 
 
 class ArtifactError(ValueError):

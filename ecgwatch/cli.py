@@ -1,14 +1,19 @@
-"""``ecgwatch``: the runtime command line (model information and offline scoring of beat files)."""
+"""``ecgwatch``: the runtime command line: serve, config, simulate, demo, info, score."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
+from typing import Any
 
-from ecgwatch import artifact
+from pydantic import ValidationError
+
+from ecgwatch import artifact, logs
 from ecgwatch.artifact import ArtifactError
+from ecgwatch.config import load_settings, masked
 from ecgwatch.datasets import CLASS_NAMES, DataFormatError
 from ecgwatch.datasets.ecg5000 import read_file
 from ecgwatch.models import resolve_device
@@ -18,6 +23,10 @@ from ecgwatch.scorer import Scorer
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ecgwatch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the daemon: score beats from MQTT, publish events, export metrics")
+    _add_settings_flags(serve)
+    config = sub.add_parser("config", help="validate and print the effective configuration (secrets masked)")
+    _add_settings_flags(config)
     info = sub.add_parser("info", help="print a model artifact's version, threshold and test metrics")
     info.add_argument("--model", type=Path, default=artifact.REFERENCE_MODEL_DIR)
     score = sub.add_parser("score", help="score every beat of an ECG5000-format file (.arff/.txt/.tsv/.ts) as CSV")
@@ -26,6 +35,41 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     score.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     return parser
+
+
+def _add_settings_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="TOML config file (or $ECGWATCH_CONFIG)")
+    p.add_argument("--mqtt-host", dest="set.mqtt.host")
+    p.add_argument("--mqtt-port", dest="set.mqtt.port", type=int)
+    p.add_argument("--client-id", dest="set.mqtt.client_id")
+    p.add_argument("--shared-group", dest="set.mqtt.shared_group")
+    p.add_argument("--model", dest="set.model.path", type=Path)
+    p.add_argument("--device", dest="set.model.device")
+    p.add_argument("--metrics-port", dest="set.metrics.port", type=int)
+    p.add_argument("--instance", dest="set.instance")
+    p.add_argument("--log-format", dest="set.log_format")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Flags with a ``set.`` destination (``set.mqtt.host``) become nested overrides; unset ones are left out."""
+    nested: dict[str, Any] = {}
+    for dest, value in vars(args).items():
+        if not dest.startswith("set.") or value is None:
+            continue
+        *sections, key = dest.removeprefix("set.").split(".")
+        target = nested
+        for section in sections:
+            target = target.setdefault(section, {})
+        target[key] = value
+    return nested
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ecgwatch.service import Service  # torch and paho load only for the daemon
+
+    settings = load_settings(args.config, _overrides(args))
+    logs.setup(settings.log_level, settings.log_format)
+    return Service(settings).run()
 
 
 def _info(model_dir: Path) -> None:
@@ -59,11 +103,22 @@ def _score(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "info":
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "config":
+            print(json.dumps(masked(load_settings(args.config, _overrides(args))), indent=2))
+        elif args.command == "info":
             _info(args.model)
         else:
             _score(args)
-    except (ArtifactError, DataFormatError, ValueError, RuntimeError) as exc:
+    except ValidationError as exc:
+        print(f"ecgwatch: invalid configuration ({exc.error_count()} error(s)):", file=sys.stderr)
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"]) or "settings"
+            print(f"  {where}: {error['msg']} (got {error.get('input')!r})", file=sys.stderr)
+        return 2
+    except (ArtifactError, DataFormatError, FileNotFoundError, ValueError, RuntimeError) as exc:
+        logging.getLogger("ecgwatch").debug("start-up failed", exc_info=True)
         print(f"ecgwatch: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -1,0 +1,7 @@
+"""``python -m ecgwatch`` is the ``ecgwatch`` command."""
+
+import sys
+
+from ecgwatch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,164 @@
+"""The MQTT message contract: parse beat payloads strictly, build score events.
+
+Anything that is not a well-formed beat is rejected with a short machine-readable reason (used as the
+dead-letter reason and the ``reason`` label of the invalid-beats counter), never with an exception that
+could take the daemon down.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ecgwatch.preprocess import resample_linear
+
+
+class InvalidBeat(ValueError):
+    """A payload that cannot be scored; ``reason`` is one of a small fixed set, ``detail`` is for people."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+REASONS = (
+    "too_large",
+    "not_json",
+    "not_an_object",
+    "bad_seq",
+    "bad_ts",
+    "bad_samples",
+    "non_finite",
+    "length_out_of_bounds",
+    "bad_topic",
+)
+
+
+@dataclass(frozen=True)
+class BeatLimits:
+    """What a beat may look like before we refuse it rather than resample it."""
+
+    seq_len: int = 140
+    min_samples: int = 35
+    max_samples: int = 1000
+    max_payload_bytes: int = 65536
+
+
+@dataclass(frozen=True)
+class Beat:
+    device_id: str
+    seq: int
+    ts: float | None
+    samples: np.ndarray  # resampled to the model's length
+    original_length: int
+
+
+def device_from_topic(topic: str, pattern: str) -> str:
+    """The segment of ``topic`` matched by the single ``+`` in ``pattern`` (e.g. ``ecg/+/beat``)."""
+    parts, expected = topic.split("/"), pattern.split("/")
+    if len(parts) != len(expected) or "+" not in expected:
+        raise InvalidBeat("bad_topic", f"topic {topic!r} does not match {pattern!r}")
+    for got, want in zip(parts, expected, strict=True):
+        if want not in ("+", got):
+            raise InvalidBeat("bad_topic", f"topic {topic!r} does not match {pattern!r}")
+    device = parts[expected.index("+")]
+    if not device:
+        raise InvalidBeat("bad_topic", f"empty device id in topic {topic!r}")
+    return device
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _decode(payload: bytes, limits: BeatLimits) -> dict[str, Any]:
+    if len(payload) > limits.max_payload_bytes:
+        raise InvalidBeat("too_large", f"{len(payload)} bytes > limit {limits.max_payload_bytes}")
+    try:
+        document = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidBeat("not_json", str(exc)) from None
+    if not isinstance(document, dict):
+        raise InvalidBeat("not_an_object", f"expected a JSON object, got {type(document).__name__}")
+    return document
+
+
+def _samples(document: dict[str, Any], limits: BeatLimits) -> np.ndarray:
+    samples = document.get("samples")
+    if not isinstance(samples, list) or not all(_number(v) for v in samples):
+        raise InvalidBeat("bad_samples", "'samples' must be a list of numbers")
+    if not limits.min_samples <= len(samples) <= limits.max_samples:
+        raise InvalidBeat(
+            "length_out_of_bounds", f"{len(samples)} samples, accepted {limits.min_samples}..{limits.max_samples}"
+        )
+    values = np.asarray(samples, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise InvalidBeat("non_finite", "samples contain NaN or infinity")
+    return values
+
+
+def parse_beat(topic: str, payload: bytes, pattern: str, limits: BeatLimits) -> Beat:
+    """Validate a beat message and resample it to the model's length (linear, as ECG5000 was built)."""
+    device_id = device_from_topic(topic, pattern)
+    document = _decode(payload, limits)
+    seq = document.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise InvalidBeat("bad_seq", "'seq' must be a non-negative integer")
+    ts = document.get("ts")
+    if ts is not None and (not _number(ts) or not math.isfinite(ts)):
+        raise InvalidBeat("bad_ts", "'ts' must be epoch seconds (a finite number) when present")
+    values = _samples(document, limits)
+    return Beat(
+        device_id=device_id,
+        seq=seq,
+        ts=None if ts is None else float(ts),
+        samples=resample_linear(values, limits.seq_len),
+        original_length=len(values),
+    )
+
+
+def dead_letter(topic: str, payload: bytes, error: InvalidBeat, received_at: float) -> bytes:
+    """Everything needed to find and fix the sender: original topic, reason, and the payload itself."""
+    try:
+        original: Any = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        original = {"base64": base64.b64encode(payload).decode("ascii")}
+    return json.dumps(
+        {
+            "topic": topic,
+            "reason": error.reason,
+            "detail": error.detail,
+            "received_at": received_at,
+            "payload": original,
+        }
+    ).encode()
+
+
+def score_event(
+    beat: Beat,
+    score: float,
+    threshold: float,
+    model_version: str,
+    peak: tuple[int, int],
+    timing: dict[str, float],
+) -> dict[str, Any]:
+    """One score message; ``peak`` is the sample range, in the model's frame, that the score comes from."""
+    length = len(beat.samples)
+    return {
+        "device_id": beat.device_id,
+        "seq": beat.seq,
+        "ts": beat.ts,
+        "score": round(float(score), 6),
+        "threshold": round(float(threshold), 6),
+        "anomaly": bool(score > threshold),
+        "model": model_version,
+        "peak_error_samples": [int(peak[0]), int(peak[1])],
+        "peak_error_fraction": [round(peak[0] / length, 3), round(peak[1] / length, 3)],
+        **{k: round(v, 6) for k, v in timing.items()},
+    }

@@ -1,0 +1,301 @@
+"""``ecgwatch serve``: score every beat from MQTT in micro-batches, publish events, export metrics.
+
+Threads: paho's network thread parses messages into a bounded queue; one scoring thread gathers
+micro-batches, runs the model and publishes; the main thread handles signals and watches the model file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import torch
+
+import ecgwatch
+from ecgwatch import artifact
+from ecgwatch.config import Settings
+from ecgwatch.http_server import MetricsServer
+from ecgwatch.messages import Beat, BeatLimits, InvalidBeat, dead_letter, parse_beat, score_event
+from ecgwatch.metrics import Metrics
+from ecgwatch.models import resolve_device
+from ecgwatch.mqtt_session import MqttSession
+from ecgwatch.scorer import Scorer
+from ecgwatch.sdnotify import Notifier
+
+log = logging.getLogger(__name__)
+IDLE_TICK_S = 0.5
+
+
+@dataclass(frozen=True)
+class Pending:
+    beat: Beat
+    mid: int
+    qos: int
+    received: float  # time.monotonic()
+    received_wall: float
+
+
+def gather(source: queue.Queue[Pending], max_size: int, max_wait_s: float, idle_s: float) -> list[Pending]:
+    """Block up to ``idle_s`` for a first beat, then take more until ``max_size`` or ``max_wait_s`` passes."""
+    try:
+        batch = [source.get(timeout=idle_s)]
+    except queue.Empty:
+        return []
+    deadline = time.monotonic() + max_wait_s
+    while len(batch) < max_size:
+        remaining = deadline - time.monotonic()
+        try:
+            batch.append(source.get(timeout=remaining) if remaining > 0 else source.get_nowait())
+        except queue.Empty:
+            break
+    return batch
+
+
+class Service:
+    def __init__(self, settings: Settings, notifier: Notifier | None = None) -> None:
+        self.settings = settings
+        self.notifier = notifier or Notifier()
+        self.metrics = Metrics()
+        self.device = resolve_device(settings.model.device)
+        if settings.batch.threads:
+            torch.set_num_threads(settings.batch.threads)
+        self.scorer = self._load_scorer(settings.model.path)  # raises ArtifactError: start-up stops
+        self.limits = BeatLimits(
+            seq_len=self.scorer.loaded.seq_len,
+            min_samples=settings.limits.min_samples,
+            max_samples=settings.limits.max_samples,
+            max_payload_bytes=settings.limits.max_payload_bytes,
+        )
+        self.queue: queue.Queue[Pending] = queue.Queue(maxsize=settings.batch.queue_size)
+        self.stopping = threading.Event()
+        self.drained = threading.Event()
+        self.reload_requested = threading.Event()
+        self._signals = 0
+        self.mqtt = MqttSession(
+            settings.mqtt, settings.instance, self._on_message, self._on_connection, settings.batch.queue_size
+        )
+        self.http: MetricsServer | None = None
+        self.metrics.queue_capacity.set(settings.batch.queue_size)
+        self.metrics.build_info.info({"version": ecgwatch.__version__, "torch": torch.__version__})
+
+    # --- model -----------------------------------------------------------------------------------
+    def _load_scorer(self, path: Path) -> Scorer:
+        loaded = artifact.load(path)
+        scorer = Scorer(loaded, self.device, self.settings.model.precision)
+        self.metrics.threshold.set(loaded.threshold)
+        self.metrics.model_info.info({"version": loaded.version, "path": str(path), "device": str(self.device)})
+        log.info(
+            "model loaded", extra={"model": loaded.version, "threshold": loaded.threshold, "device": str(self.device)}
+        )
+        return scorer
+
+    def reload(self) -> bool:
+        """Validate the new model fully before swapping; on any failure keep serving the old one."""
+        self.notifier.reloading()
+        try:
+            self.scorer = self._load_scorer(self.settings.model.path)
+        except (artifact.ArtifactError, OSError, ValueError) as exc:
+            self.metrics.model_reloads.labels(result="failure").inc()
+            log.error("model reload failed; keeping the previous model", extra={"error": str(exc)})
+            ok = False
+        else:
+            self.metrics.model_reloads.labels(result="success").inc()
+            ok = True
+        self.notifier.ready(f"serving {self.scorer.loaded.version}")
+        return ok
+
+    # --- MQTT callbacks (paho's network thread) ----------------------------------------------------
+    def _on_connection(self, connected: bool) -> None:
+        self.metrics.mqtt_connected.set(1 if connected else 0)
+
+    def _on_message(self, message: mqtt.MQTTMessage) -> None:
+        if self.stopping.is_set():
+            return  # not acknowledged: the broker redelivers it to our next session
+        received, received_wall = time.monotonic(), time.time()
+        self.metrics.beats_received.inc()
+        try:
+            beat = parse_beat(message.topic, message.payload, self.settings.mqtt.beat_topic, self.limits)
+        except InvalidBeat as error:
+            self._dead_letter(message, error, received_wall)
+            return
+        self.queue.put(Pending(beat, message.mid, message.qos, received, received_wall))
+        self.metrics.queue_depth.set(self.queue.qsize())
+
+    def _dead_letter(self, message: mqtt.MQTTMessage, error: InvalidBeat, received_wall: float) -> None:
+        self.metrics.beats_invalid.labels(reason=error.reason).inc()
+        log.debug("dead-lettered", extra={"topic": message.topic, "reason": error.reason, "detail": error.detail})
+
+        def done(mid: int = message.mid, qos: int = message.qos) -> None:
+            self.metrics.messages_published.labels(kind="deadletter").inc()
+            self.mqtt.ack(mid, qos)
+
+        key = self.mqtt.tracker.begin(1, done)
+        payload = dead_letter(message.topic, message.payload, error, received_wall)
+        self.mqtt.publish_for(key, self.settings.mqtt.deadletter_topic, payload)
+
+    # --- scoring thread ----------------------------------------------------------------------------
+    def _score_loop(self) -> None:
+        batch_cfg = self.settings.batch
+        last_ping = 0.0
+        while True:
+            batch = gather(self.queue, batch_cfg.max_size, batch_cfg.max_wait_ms / 1000, IDLE_TICK_S)
+            if batch:
+                self._score_batch(batch)
+            elif self.stopping.is_set():
+                break
+            if time.monotonic() - last_ping >= IDLE_TICK_S:
+                self.notifier.watchdog()
+                last_ping = time.monotonic()
+        self.drained.set()
+
+    def _score_batch(self, batch: list[Pending]) -> None:
+        scorer = self.scorer  # one model per batch, even if a reload swaps it meanwhile
+        started = time.monotonic()
+        result = scorer.score(np.stack([p.beat.samples for p in batch]))
+        inference = time.monotonic() - started
+        self.metrics.inference_seconds.observe(inference)
+        self.metrics.batch_size.observe(len(batch))
+        self.metrics.queue_depth.set(self.queue.qsize())
+        threshold, version = scorer.loaded.threshold, scorer.loaded.version
+        for i, pending in enumerate(batch):
+            score = float(result.scores[i])
+            timing = {
+                "queued_s": started - pending.received,
+                "inference_s": inference,
+                "received_at": pending.received_wall,
+            }
+            event = score_event(
+                pending.beat, score, threshold, version, (result.peak_start[i], result.peak_end[i]), timing
+            )
+            self._publish_event(pending, event)
+
+    def _publish_event(self, pending: Pending, event: dict[str, object]) -> None:
+        cfg = self.settings.mqtt
+        anomalous = bool(event["anomaly"])
+        self.metrics.beats_scored.inc()
+        self.metrics.scores.observe(float(event["score"]))  # type: ignore[arg-type]
+        if anomalous:
+            self.metrics.beats_anomalous.inc()
+        device = pending.beat.device_id
+        targets = [("score", cfg.score_topic.format(device=device))] if cfg.publish_scores else []
+        if anomalous and cfg.publish_anomalies:
+            targets.append(("anomaly", cfg.anomaly_topic.format(device=device)))
+
+        def done() -> None:
+            self.metrics.latency_seconds.observe(time.monotonic() - pending.received)
+            for kind, _ in targets:
+                self.metrics.messages_published.labels(kind=kind).inc()
+            self.mqtt.ack(pending.mid, pending.qos)
+
+        if not targets:
+            done()
+            return
+        payload = json.dumps(event).encode()
+        key = self.mqtt.tracker.begin(len(targets), done)
+        for _, topic in targets:
+            self.mqtt.publish_for(key, topic, payload)
+
+    # --- lifecycle (main thread) ------------------------------------------------------------------
+    def healthy(self) -> tuple[bool, str]:
+        if self.stopping.is_set():
+            return False, "stopping"
+        if not self.mqtt.connected.is_set():
+            return False, "mqtt disconnected"
+        return True, f"ok {self.scorer.loaded.version}"
+
+    def _handle_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            self.reload_requested.set()
+            return
+        self._signals += 1
+        if self._signals > 1:
+            log.warning("second signal: exiting without draining")
+            raise SystemExit(1)
+        log.info("shutdown requested", extra={"signal": signal.Signals(signum).name})
+        self.stopping.set()
+
+    def start(self) -> None:
+        if self.settings.metrics.enabled:
+            self.http = MetricsServer(
+                self.metrics.registry, self.healthy, self.settings.metrics.host, self.settings.metrics.port
+            )
+            self.http.start()
+            log.info("metrics listening", extra={"port": self.http.port})
+        self.mqtt.start()
+        self.scoring = threading.Thread(target=self._score_loop, name="scoring", daemon=True)
+        self.scoring.start()
+
+    def run(self, install_signals: bool = True) -> int:
+        """Serve until SIGTERM/SIGINT; returns the exit code (0 after a clean drain)."""
+        previous = {}
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                previous[sig] = signal.signal(sig, self._handle_signal)
+        try:
+            self.start()
+            self._wait_ready()
+            self._watch()
+            return self._shutdown()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _wait_ready(self) -> None:
+        while not self.stopping.is_set():
+            if self.mqtt.connected.wait(IDLE_TICK_S):
+                self.notifier.ready(f"serving {self.scorer.loaded.version}")
+                log.info("ready", extra={"model": self.scorer.loaded.version, "instance": self.settings.instance})
+                return
+
+    def _model_stamp(self) -> tuple[int, int] | None:
+        try:
+            stat = (self.settings.model.path / artifact.METADATA_FILE).stat()
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
+
+    def _watch(self) -> None:
+        stamp = self._model_stamp()
+        next_check = time.monotonic() + self.settings.model.watch_interval_s
+        while not self.stopping.wait(0.2):
+            if self.reload_requested.is_set():
+                self.reload_requested.clear()
+                self.reload()
+                stamp = self._model_stamp()
+            if self.settings.model.watch and time.monotonic() >= next_check:
+                next_check = time.monotonic() + self.settings.model.watch_interval_s
+                current = self._model_stamp()
+                if current is not None and current != stamp:
+                    log.info("model files changed on disk; reloading")
+                    stamp = current
+                    self.reload()
+
+    def request_stop(self) -> None:
+        self.stopping.set()
+
+    def _shutdown(self) -> int:
+        """Drain queued beats, wait (bounded) for their publications, announce offline, disconnect."""
+        self.notifier.stopping()
+        grace = self.settings.grace_period_s
+        deadline = time.monotonic() + grace
+        self.drained.wait(grace)
+        idle = self.mqtt.tracker.wait_idle(max(0.0, deadline - time.monotonic()))
+        if not idle or not self.drained.is_set():
+            log.warning(
+                "grace period over with beats in flight; the broker will redeliver them",
+                extra={"outstanding": self.mqtt.tracker.outstanding(), "queued": self.queue.qsize()},
+            )
+        self.mqtt.stop(timeout=min(2.0, grace))
+        if self.http:
+            self.http.stop()
+        log.info("stopped")
+        return 0

@@ -1,0 +1,186 @@
+"""Real components for integration tests: a Mosquitto broker, an event collector, the daemon as a process."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+MOSQUITTO = "/usr/sbin/mosquitto"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Broker:
+    """Mosquitto with persistence, so a restart keeps sessions and queued messages like a real deployment."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.config = directory / "mosquitto.conf"
+        self.config.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\nuser {getpass.getuser()}\n"
+            f"persistence_location {directory}/\nmax_queued_messages 100000\nmax_inflight_messages 0\n"
+            f"log_dest file {directory}/mosquitto.log\n"
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.config)])
+        wait_for(self._accepting, 10, "mosquitto to accept connections")
+
+    def _accepting(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+        except OSError:
+            return False
+        return True
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()  # SIGTERM: mosquitto saves its persistence file
+            self.process.wait(10)
+
+    def restart(self, down_for: float = 1.0) -> None:
+        self.stop()
+        time.sleep(down_for)
+        self.start()
+
+
+class Collector:
+    """Subscribes to what the daemon publishes and keeps every message, decoded."""
+
+    def __init__(self, port: int, topics: Iterable[str] = ("ecg/+/score", "ecg/+/anomaly", "ecgwatch/#")) -> None:
+        self.messages: list[tuple[str, Any]] = []
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"collector-{free_port()}")
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, *_: [c.subscribe(t, qos=1) for t in topics]
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            body: Any = json.loads(message.payload)
+        except ValueError:
+            body = message.payload.decode(errors="replace")
+        with self.lock:
+            self.messages.append((message.topic, body))
+
+    def on(self, suffix: str) -> list[Any]:
+        with self.lock:
+            return [body for topic, body in self.messages if topic.endswith(suffix)]
+
+    def scored_seqs(self) -> set[tuple[str, int]]:
+        return {(e["device_id"], e["seq"]) for e in self.on("/score")}
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+class Publisher:
+    def __init__(self, port: int) -> None:
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"publisher-{free_port()}")
+        self.client.max_inflight_messages_set(1000)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def beat(self, device: str, seq: int, samples: Iterable[float], **extra: Any) -> None:
+        payload = json.dumps({"seq": seq, "ts": time.time(), "samples": list(samples), **extra})
+        self.raw(f"ecg/{device}/beat", payload.encode())
+
+    def raw(self, topic: str, payload: bytes) -> None:
+        self.client.publish(topic, payload, qos=1).wait_for_publish(10)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+class Daemon:
+    """``ecgwatch serve`` as a real process, configured through environment variables."""
+
+    def __init__(self, broker_port: int, model: Path, log: Path, client_id: str = "ecgwatch-test", **env: str) -> None:
+        self.metrics_port = free_port()
+        self.log = log
+        self.env = {
+            **os.environ,
+            "ECGWATCH_MQTT__PORT": str(broker_port),
+            "ECGWATCH_MQTT__HOST": "127.0.0.1",
+            "ECGWATCH_MQTT__CLIENT_ID": client_id,
+            "ECGWATCH_MQTT__RECONNECT_MIN_S": "1",
+            "ECGWATCH_MQTT__RECONNECT_MAX_S": "2",
+            "ECGWATCH_INSTANCE": client_id,
+            "ECGWATCH_MODEL__PATH": str(model),
+            "ECGWATCH_MODEL__WATCH_INTERVAL_S": "0.5",
+            "ECGWATCH_METRICS__PORT": str(self.metrics_port),
+            "ECGWATCH_BATCH__THREADS": "1",
+            **env,
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Daemon:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "ecgwatch", "serve"], env=self.env, stderr=log)
+        wait_for(lambda: self.health() == 200, 30, "the daemon to become healthy")
+        return self
+
+    def health(self) -> int | None:
+        if self.process is not None and self.process.poll() is not None:
+            raise AssertionError(f"daemon exited with {self.process.returncode}: {self.log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/healthz", timeout=1) as response:
+                return int(response.status)
+        except OSError:
+            return None
+
+    def metrics(self) -> dict[str, float]:
+        """Parsed /metrics: ``name{labels}`` -> value."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        values = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                values[name] = float(value)
+        return values
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)

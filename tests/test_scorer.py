@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ecgwatch import artifact
+from ecgwatch.models import RecurrentAEConfig, RecurrentAutoencoder
+from ecgwatch.scorer import Scorer, reconstruct, window_scores
+from training.ecg_pipeline import SCORE_WINDOW, score_beats
+
+
+@pytest.mark.parametrize("window", [1, 5, 20, 140])
+def test_window_scores_match_brute_force(window: int) -> None:
+    rng = np.random.default_rng(window)
+    x, recon = rng.normal(size=(6, 140)), rng.normal(size=(6, 140))
+    scores, start = window_scores(x, recon, window)
+    error = np.abs(recon - x)
+    for i in range(6):
+        means = [error[i, s : s + window].mean() for s in range(140 - window + 1)]
+        assert scores[i] == pytest.approx(max(means))
+        assert start[i] == int(np.argmax(means))
+
+
+def test_window_points_at_the_corrupted_stretch() -> None:
+    x = np.zeros((1, 140))
+    recon = x.copy()
+    recon[0, 90:100] = 3.0
+    scores, start = window_scores(x, recon, 20)
+    assert 80 <= start[0] <= 90
+    assert scores[0] == pytest.approx(10 * 3.0 / 20)
+
+
+def test_runtime_scorer_equals_training_score(tmp_path: Path, ecg_beats) -> None:
+    torch.manual_seed(0)
+    model = RecurrentAutoencoder(RecurrentAEConfig(embedding_dim=8)).eval()
+    meta = {
+        "version": "t",
+        "input": {"seq_len": 140, "zscore_ddof": 1},
+        "score": {"window": SCORE_WINDOW},
+        "threshold": {"value": 1.0},
+    }
+    loaded = artifact.load(artifact.save(model, meta, tmp_path / "m"))
+    beats = ecg_beats.subset(np.arange(40))
+    served = Scorer(loaded, torch.device("cpu")).score(beats.x * 7.5 + 3.0)  # raw amplitude and offset
+    offline = score_beats(loaded.model, beats, torch.device("cpu"))
+    np.testing.assert_allclose(served.scores, offline, atol=1e-5)
+    assert (served.peak_end - served.peak_start == SCORE_WINDOW).all()
+
+
+def test_bf16_path_stays_close_to_fp32(ecg_beats) -> None:
+    torch.manual_seed(0)
+    model = RecurrentAutoencoder(RecurrentAEConfig(embedding_dim=8)).eval()
+    x = ecg_beats.x[:16]
+    fp32 = reconstruct(model, x, torch.device("cpu"), "fp32")
+    bf16 = reconstruct(model, x, torch.device("cpu"), "bf16")
+    assert fp32.dtype == bf16.dtype == np.float32
+    assert np.abs(fp32 - bf16).max() < 0.05
+    with pytest.raises(ValueError, match="precision must be one of"):
+        reconstruct(model, x, torch.device("cpu"), "fp8")
