@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from ecgwatch import artifact, logs
 from ecgwatch.artifact import ArtifactError
 from ecgwatch.config import load_settings, masked
-from ecgwatch.datasets import CLASS_NAMES, DataFormatError
+from ecgwatch.datasets import CLASS_NAMES, DataFormatError, DataUnavailableError
 from ecgwatch.datasets.ecg5000 import read_file
 from ecgwatch.models import resolve_device
 from ecgwatch.scorer import Scorer
@@ -27,6 +27,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings_flags(serve)
     config = sub.add_parser("config", help="validate and print the effective configuration (secrets masked)")
     _add_settings_flags(config)
+    sim = sub.add_parser("simulate", help="publish ECG5000 beats as N smartwatches; write the true labels")
+    sim.add_argument("--broker", default="localhost:1883", help="host:port")
+    sim.add_argument("--devices", type=int, default=10)
+    sim.add_argument("--count", type=int, default=100, help="beats in total")
+    sim.add_argument("--rate", type=float, default=1.0, help="beats per second per device")
+    sim.add_argument("--fast", action="store_true", help="as fast as the broker takes them (load tests)")
+    sim.add_argument("--labels", type=Path, help="CSV of device_id,seq,row,label for scoring a run afterwards")
+    sim.add_argument("--data", help="data directory (default: $ECGWATCH_DATA_DIR)")
+    sim.add_argument("--split", choices=("test", "all"), default="test", help="test: beats no model trained on")
+    sim.add_argument("--seed", type=int, default=0)
+    demo = sub.add_parser("demo", help="broker + daemon + simulator, a live view, and a detection report")
+    demo.add_argument("--broker", help="host:port of an MQTT 5 broker (default: start one)")
+    demo.add_argument("--devices", type=int, default=20)
+    demo.add_argument("--seconds", type=float, default=20.0)
+    demo.add_argument("--rate", type=float, default=1.0, help="beats per second per device")
+    demo.add_argument("--fast", action="store_true")
+    demo.add_argument("--data", help="data directory (default: $ECGWATCH_DATA_DIR)")
+    demo.add_argument("--out", type=Path, help="where labels.csv and demo_report.json go")
     info = sub.add_parser("info", help="print a model artifact's version, threshold and test metrics")
     info.add_argument("--model", type=Path, default=artifact.REFERENCE_MODEL_DIR)
     score = sub.add_parser("score", help="score every beat of an ECG5000-format file (.arff/.txt/.tsv/.ts) as CSV")
@@ -72,6 +90,40 @@ def _serve(args: argparse.Namespace) -> int:
     return Service(settings).run()
 
 
+def _simulate(args: argparse.Namespace) -> None:
+    from ecgwatch.simulator import SimulationConfig, load_beats, run
+
+    host, _, port = args.broker.rpartition(":")
+    config = SimulationConfig(
+        host=host or "localhost",
+        port=int(port),
+        devices=args.devices,
+        count=args.count,
+        rate_hz=args.rate,
+        fast=args.fast,
+        seed=args.seed,
+        split=args.split,
+    )
+    summary = run(config, load_beats(args.data, args.split, 0), args.labels)
+    print(json.dumps(summary))
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from ecgwatch.demo import DemoOptions, run_demo
+
+    run_demo(
+        DemoOptions(
+            broker=args.broker,
+            devices=args.devices,
+            seconds=args.seconds,
+            rate_hz=args.rate,
+            fast=args.fast,
+            data=args.data,
+            out=args.out,
+        )
+    )
+
+
 def _info(model_dir: Path) -> None:
     meta = artifact.load(model_dir).metadata
     summary = {
@@ -107,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(args)
         if args.command == "config":
             print(json.dumps(masked(load_settings(args.config, _overrides(args))), indent=2))
+        elif args.command == "simulate":
+            _simulate(args)
+        elif args.command == "demo":
+            _demo(args)
         elif args.command == "info":
             _info(args.model)
         else:
@@ -117,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             where = ".".join(str(part) for part in error["loc"]) or "settings"
             print(f"  {where}: {error['msg']} (got {error.get('input')!r})", file=sys.stderr)
         return 2
-    except (ArtifactError, DataFormatError, FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (ArtifactError, DataFormatError, DataUnavailableError, OSError, ValueError, RuntimeError) as exc:
         logging.getLogger("ecgwatch").debug("start-up failed", exc_info=True)
         print(f"ecgwatch: error: {exc}", file=sys.stderr)
         return 2

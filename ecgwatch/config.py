@@ -25,6 +25,7 @@ class Section(BaseModel):
 class MqttSettings(Section):
     host: str = Field("localhost", description="MQTT broker host")
     port: int = Field(1883, ge=1, le=65535, description="MQTT broker port")
+    protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT version; 3.1.1 for brokers without v5")
     username: str | None = Field(None, description="MQTT user name (optional)")
     password: SecretStr | None = Field(None, description="MQTT password (prefer password_file or a secrets dir)")
     password_file: Path | None = Field(None, description="file holding the MQTT password, e.g. a systemd credential")

@@ -41,10 +41,12 @@ class MqttSession:
         self._on_message = on_message
         self._on_connection = on_connection
         self._receive_maximum = max(1, min(receive_maximum, 65535))
+        v5 = settings.protocol == "5"
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
-            protocol=mqtt.MQTTv5,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            clean_session=None if v5 else False,  # 3.1.1: a persistent session is clean_session=False
             manual_ack=True,
         )
         if settings.username:
@@ -60,16 +62,19 @@ class MqttSession:
         self.client = client
 
     def start(self) -> None:
-        properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = self.settings.session_expiry_s
-        properties.ReceiveMaximum = self._receive_maximum
-        self.client.connect_async(
-            self.settings.host,
-            self.settings.port,
-            keepalive=self.settings.keepalive_s,
-            clean_start=False,
-            properties=properties,
-        )
+        if self.settings.protocol == "5":
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = self.settings.session_expiry_s
+            properties.ReceiveMaximum = self._receive_maximum
+            self.client.connect_async(
+                self.settings.host,
+                self.settings.port,
+                keepalive=self.settings.keepalive_s,
+                clean_start=False,
+                properties=properties,
+            )
+        else:  # the broker's in-flight limit and our bounded queue provide the back-pressure
+            self.client.connect_async(self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s)
         self.client.loop_start()
 
     def _handle_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: ReasonCode, _p: Any) -> None:

@@ -35,7 +35,7 @@ def test_round_trip_reproduces_outputs_and_metadata(saved) -> None:
     assert loaded.threshold == 0.25
     assert loaded.seq_len == 140
     meta = json.loads((path / "model.json").read_text())
-    assert meta["hyperparameters"] == {"seq_len": 140, "n_features": 1, "embedding_dim": 8}
+    assert meta["hyperparameters"] == {"seq_len": 140, "n_features": 1, "embedding_dim": 8, "reverse_decoder": True}
     assert set(meta["versions"]) >= {"torch", "numpy", "ecgwatch", "python"}
 
 

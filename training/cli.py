@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", required=True, type=Path)
     sw.add_argument("--embedding-dims", type=int, nargs="+", default=[16, 32, 64, 128])
     sw.add_argument("--split-seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    sw.add_argument("--report-name", default="sweep", help="file stem of the summary (several sweeps can share --out)")
     sw.add_argument("--tolerance", type=float, default=0.002, help="AUROC gap to the largest E still accepted")
     return parser
 
@@ -102,10 +103,12 @@ def _run(args: argparse.Namespace) -> None:
         print(f"report: {out / 'report.md'}")
     else:
         recipes = [_recipe(args, e) for e in args.embedding_dims]
-        chosen = run_sweep(beats, recipes, args.split_seeds, args.target_fpr, device, args.out, args.tolerance)
+        chosen = run_sweep(
+            beats, recipes, args.split_seeds, args.target_fpr, device, args.out, args.tolerance, args.report_name
+        )
         print(
             f"smallest E within {args.tolerance} AUROC of E={max(args.embedding_dims)}: {chosen}; "
-            f"report: {args.out / 'sweep.md'}"
+            f"report: {args.out / (args.report_name + '.md')}"
         )
 
 

@@ -82,6 +82,7 @@ def run_sweep(
     device: torch.device,
     out: Path,
     tolerance: float,
+    report_name: str = "sweep",
 ) -> int:
     out.mkdir(parents=True, exist_ok=True)
     baselines = {s: _baseline_results(beats, s, target_fpr, out) for s in seeds}
@@ -101,10 +102,10 @@ def run_sweep(
         "lstm_ae": {str(e): s for e, s in model_summary.items()},
         "baselines": baseline_summary,
     }
-    (out / "sweep.json").write_text(json.dumps(summary, indent=2) + "\n")
-    _write_markdown(summary, out / "sweep.md")
+    (out / f"{report_name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _write_markdown(summary, out / f"{report_name}.md", f"{report_name}_auroc.png")
     auroc = {"LSTM-AE": {e: s["auroc"] for e, s in model_summary.items()}}
-    plots.sweep(auroc, {name: s["auroc"] for name, s in baseline_summary.items()}, out / "sweep_auroc.png")
+    plots.sweep(auroc, {name: s["auroc"] for name, s in baseline_summary.items()}, out / f"{report_name}_auroc.png")
     return chosen
 
 
@@ -112,7 +113,7 @@ def _cell(stat: dict[str, float]) -> str:
     return f"{stat['mean']:.4f} ± {stat['std']:.4f}"
 
 
-def _write_markdown(summary: dict[str, Any], path: Path) -> None:
+def _write_markdown(summary: dict[str, Any], path: Path, figure: str) -> None:
     metrics = [m for m in SUMMARY_METRICS if m in summary["lstm_ae"][next(iter(summary["lstm_ae"]))]]
     rows = [("LSTM-AE E=" + e, s) for e, s in summary["lstm_ae"].items()] + list(summary["baselines"].items())
     lines = [
@@ -126,7 +127,7 @@ def _write_markdown(summary: dict[str, Any], path: Path) -> None:
         "| --- |" + " --- |" * len(metrics),
         *(f"| {name} | " + " | ".join(_cell(s[m]) if m in s else "" for m in metrics) + " |" for name, s in rows),
         "",
-        "![AUROC by embedding size](sweep_auroc.png)",
+        f"![AUROC by embedding size]({figure})",
         "",
     ]
     path.write_text("\n".join(lines))

@@ -3,6 +3,11 @@
 Encoder LSTM(1->2E) -> LSTM(2E->E); the last hidden state is the beat's embedding. The decoder repeats it
 over the sequence, LSTM(E->E) -> LSTM(E->2E) -> Linear(2E->1). A beat the model reconstructs badly is
 unlike the normal beats it was fitted on: that reconstruction error is the anomaly score.
+
+``reverse_decoder`` (our one change to the seed, layers unchanged): the decoder emits the beat back to
+front and the output is flipped, as in sequence-to-sequence autoencoders. The encoder's last state then
+sits next to the samples it remembers best; on ECG5000 it reached a lower loss and a higher
+validation AUROC in the same epochs (see the training report).
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ class RecurrentAEConfig:
     seq_len: int = 140
     n_features: int = 1
     embedding_dim: int = 128
+    reverse_decoder: bool = True
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, int | bool]:
         return asdict(self)
 
 
@@ -53,4 +59,5 @@ class RecurrentAutoencoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3 or x.shape[2] != self.config.n_features:
             raise ValueError(f"expected beats of shape (B, T, {self.config.n_features}), got {tuple(x.shape)}")
-        return self.decode(self.encode(x), x.shape[1])
+        out = self.decode(self.encode(x), x.shape[1])
+        return out.flip(1) if self.config.reverse_decoder else out
