@@ -1,11 +1,11 @@
-# Two commands: `make demo` (set up and run the main job) and `make test` (set up and run the tests).
+# Two commands: `make demo` (set up and run the streaming demo) and `make test` (set up and run the tests).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= $(or $(ECGWATCH_DATA_DIR),../shared/data)
-OUT ?= runs/demo
+OUT ?= runs/train
 
-.PHONY: venv demo test lint clean
+.PHONY: venv demo train test lint clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,9 @@ venv: $(BIN)/activate
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 
 demo: venv
+	ECGWATCH_DATA_DIR=$(DATA) $(BIN)/ecgwatch demo
+
+train: venv
 	$(BIN)/ecgwatch-train ecg --data $(DATA) --out $(OUT)/model
 	$(BIN)/ecgwatch-train evaluate --model $(OUT)/model --data $(DATA) --out $(OUT)/report
 

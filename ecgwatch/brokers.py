@@ -63,7 +63,10 @@ def embedded() -> Iterator[BrokerAddress]:
         raise RuntimeError("no broker: install mosquitto, pip install 'ecgwatch[demo]', or pass --broker") from exc
     port = free_port()
     loop = asyncio.new_event_loop()
-    config = {"listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}}}
+    config = {
+        "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+    }
     broker = Broker(config, loop=loop)
     thread = threading.Thread(target=loop.run_forever, name="embedded-broker", daemon=True)
     thread.start()
@@ -75,15 +78,18 @@ def embedded() -> Iterator[BrokerAddress]:
         asyncio.run_coroutine_threadsafe(broker.shutdown(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
+        loop.close()
 
 
 @contextlib.contextmanager
-def demo_broker(address: str | None) -> Iterator[BrokerAddress]:
+def demo_broker(address: str | None, force_embedded: bool = False) -> Iterator[BrokerAddress]:
     """``host:port`` if given, else a private Mosquitto if installed, else the embedded broker."""
     if address:
         host, _, port = address.rpartition(":")
         yield BrokerAddress(host or "localhost", int(port), "5", "external")
         return
     binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+    if force_embedded:
+        binary = None
     with mosquitto(binary) if binary else embedded() as broker:
         yield broker

@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=0)
     demo = sub.add_parser("demo", help="broker + daemon + simulator, a live view, and a detection report")
     demo.add_argument("--broker", help="host:port of an MQTT 5 broker (default: start one)")
+    demo.add_argument("--embedded-broker", action="store_true", help="use the built-in broker even if mosquitto exists")
     demo.add_argument("--devices", type=int, default=20)
     demo.add_argument("--seconds", type=float, default=20.0)
     demo.add_argument("--rate", type=float, default=1.0, help="beats per second per device")

@@ -29,6 +29,7 @@ from ecgwatch.simulator import SimulationConfig, load_beats, run
 @dataclass(frozen=True)
 class DemoOptions:
     broker: str | None = None
+    embedded_broker: bool = False
     devices: int = 20
     seconds: float = 20.0
     rate_hz: float = 1.0
@@ -127,7 +128,7 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
     out = options.out or Path(tempfile.mkdtemp(prefix="ecgwatch-demo-"))
     out.mkdir(parents=True, exist_ok=True)
     count = int(options.devices * options.seconds * options.rate_hz)
-    with demo_broker(options.broker) as broker:
+    with demo_broker(options.broker, options.embedded_broker) as broker:
         print(f"broker: {broker.kind} at {broker.host}:{broker.port} (MQTT {broker.protocol})")
         settings = Settings(
             instance="ecgwatch-demo",

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ecgwatch.messages import BeatLimits, InvalidBeat, device_from_topic, parse_beat, score_event
+
+LIMITS = BeatLimits()
+
+
+def payload(**fields: object) -> bytes:
+    return json.dumps({"seq": 3, "samples": [0.0, 1.0] * 70, **fields}).encode()
+
+
+def test_valid_beat_is_parsed_and_resampled_to_the_model_length() -> None:
+    beat = parse_beat("ecg/w1/beat", payload(samples=np.linspace(0, 1, 128).tolist(), ts=1.5), "ecg/+/beat", LIMITS)
+    assert beat.device_id == "w1"
+    assert beat.seq == 3
+    assert beat.ts == 1.5
+    assert beat.original_length == 128
+    np.testing.assert_allclose(beat.samples, np.linspace(0, 1, 140))
+
+
+@pytest.mark.parametrize(
+    ("topic", "pattern", "device"),
+    [("ecg/abc/beat", "ecg/+/beat", "abc"), ("site/7/ecg/x-1/beat", "site/7/ecg/+/beat", "x-1")],
+)
+def test_device_id_comes_from_the_plus_segment(topic: str, pattern: str, device: str) -> None:
+    assert device_from_topic(topic, pattern) == device
+
+
+@pytest.mark.parametrize("topic", ["ecg/beat", "ecg/a/b/beat", "other/a/beat", "ecg//beat"])
+def test_topics_that_do_not_match(topic: str) -> None:
+    with pytest.raises(InvalidBeat) as info:
+        device_from_topic(topic, "ecg/+/beat")
+    assert info.value.reason == "bad_topic"
+
+
+def test_limits_are_configurable() -> None:
+    strict = BeatLimits(min_samples=140, max_samples=140, max_payload_bytes=10_000)
+    with pytest.raises(InvalidBeat, match="length_out_of_bounds"):
+        parse_beat("ecg/a/beat", payload(samples=[0.0] * 139), "ecg/+/beat", strict)
+
+
+def test_score_event_fields() -> None:
+    beat = parse_beat("ecg/w1/beat", payload(), "ecg/+/beat", LIMITS)
+    event = score_event(beat, 0.7, 0.5, "m1", (40, 60), {"inference_s": 0.002})
+    assert event["anomaly"] is True
+    assert event["peak_error_samples"] == [40, 60]
+    assert event["peak_error_fraction"] == [round(40 / 140, 3), round(60 / 140, 3)]
+    assert event["model"] == "m1"
+    assert json.loads(json.dumps(event)) == event
