@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA ?= $(or $(ECGWATCH_DATA_DIR),../shared/data)
 OUT ?= runs/train
 
-.PHONY: venv demo train test lint clean
+.PHONY: venv system-deps demo train test lint clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,12 @@ $(BIN)/activate:
 venv: $(BIN)/activate
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+
+# Real tools the tests drive: Mosquitto (broker), promtool + prometheus (alert rules, scrape test), systemd-analyze.
+system-deps:
+	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null || ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus mosquitto >/dev/null; \
+	fi
 
 demo: venv
 	ECGWATCH_DATA_DIR=$(DATA) $(BIN)/ecgwatch demo
@@ -25,7 +31,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: venv lint
+test: venv system-deps lint
 	ECGWATCH_DATA_DIR=$(DATA) $(BIN)/pytest
 
 clean:
