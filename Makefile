@@ -16,8 +16,12 @@ venv: $(BIN)/activate
 
 # Real tools the tests drive: Mosquitto (broker), promtool + prometheus (alert rules, scrape test), systemd-analyze.
 system-deps:
-	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null || ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus mosquitto >/dev/null; \
+	@missing=""; \
+	command -v promtool >/dev/null && command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 demo: venv

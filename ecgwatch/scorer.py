@@ -15,6 +15,8 @@ from ecgwatch.artifact import LoadedModel
 from ecgwatch.preprocess import zscore
 
 PRECISIONS = ("fp32", "bf16")
+# Events always say where in the beat the error is largest, over this many samples, whatever the score kind.
+LOCATION_WINDOW = 20
 
 
 @dataclass(frozen=True)
@@ -46,9 +48,9 @@ def reconstruct(
 def window_scores(x: np.ndarray, recon: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
     """Per beat: the mean absolute error over the worst ``window``-sample stretch, and where it starts.
 
-    A beat-wide mean dilutes a short malformed complex (a PVC's QRS) with 120 well-reconstructed
-    samples; the worst window keeps it, and tells an on-call reader which part of the beat is off.
-    Chosen over the beat-wide mean on validation data (see the training report).
+    With ``window`` equal to the beat length this is the seed's beat-wide mean error. A short window
+    keeps a short malformed complex (a PVC's QRS) from being diluted by well-reconstructed samples;
+    which of the two a model uses is chosen on validation data and recorded in its artifact.
     """
     error = np.abs(np.asarray(recon, dtype=np.float64) - x)
     window = max(1, min(window, error.shape[1]))
@@ -75,5 +77,6 @@ class Scorer:
     def score(self, beats: np.ndarray) -> BatchScores:
         x = self.prepare(beats)
         recon = reconstruct(self.model, x, self.device, self.precision)
-        scores, start = window_scores(x, recon, self.window)
-        return BatchScores(scores=scores, reconstruction=recon, peak_start=start, peak_end=start + self.window)
+        scores = window_scores(x, recon, self.window)[0]
+        start = window_scores(x, recon, LOCATION_WINDOW)[1]
+        return BatchScores(scores=scores, reconstruction=recon, peak_start=start, peak_end=start + LOCATION_WINDOW)

@@ -8,8 +8,8 @@ import torch
 
 from ecgwatch import artifact
 from ecgwatch.models import RecurrentAEConfig, RecurrentAutoencoder
-from ecgwatch.scorer import Scorer, reconstruct, window_scores
-from training.ecg_pipeline import SCORE_WINDOW, score_beats
+from ecgwatch.scorer import LOCATION_WINDOW, Scorer, reconstruct, window_scores
+from training.ecg_pipeline import prepared
 
 
 @pytest.mark.parametrize("window", [1, 5, 20, 140])
@@ -33,21 +33,23 @@ def test_window_points_at_the_corrupted_stretch() -> None:
     assert scores[0] == pytest.approx(10 * 3.0 / 20)
 
 
-def test_runtime_scorer_equals_training_score(tmp_path: Path, ecg_beats) -> None:
+@pytest.mark.parametrize("window", [20, 140])
+def test_runtime_scorer_equals_training_score(tmp_path: Path, ecg_beats, window: int) -> None:
     torch.manual_seed(0)
     model = RecurrentAutoencoder(RecurrentAEConfig(embedding_dim=8)).eval()
     meta = {
         "version": "t",
         "input": {"seq_len": 140, "zscore_ddof": 1},
-        "score": {"window": SCORE_WINDOW},
+        "score": {"window": window},
         "threshold": {"value": 1.0},
     }
     loaded = artifact.load(artifact.save(model, meta, tmp_path / "m"))
     beats = ecg_beats.subset(np.arange(40))
     served = Scorer(loaded, torch.device("cpu")).score(beats.x * 7.5 + 3.0)  # raw amplitude and offset
-    offline = score_beats(loaded.model, beats, torch.device("cpu"))
+    x = prepared(beats)
+    offline = window_scores(x, reconstruct(loaded.model, x, torch.device("cpu")), window)[0]
     np.testing.assert_allclose(served.scores, offline, atol=1e-5)
-    assert (served.peak_end - served.peak_start == SCORE_WINDOW).all()
+    assert (served.peak_end - served.peak_start == LOCATION_WINDOW).all()
 
 
 def test_bf16_path_stays_close_to_fp32(ecg_beats) -> None:

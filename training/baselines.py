@@ -10,40 +10,47 @@ from sklearn.ensemble import IsolationForest
 from sklearn.metrics import roc_auc_score
 
 from ecgwatch.scorer import window_scores
-from training.ecg_pipeline import SCORE_WINDOW
+from training.ecg_pipeline import score_kinds
 
 PCA_COMPONENTS = (2, 3, 5, 8, 12, 16, 24, 32)
 
 
 @dataclass
 class PCABaseline:
-    """Reconstruction error from a k-component PCA, scored exactly like the autoencoder's reconstruction."""
+    """Reconstruction error from a k-component PCA, scored with the same score kinds as the autoencoder."""
 
     pca: PCA
+    window: int
 
     @classmethod
-    def fit(cls, train_x: np.ndarray, k: int, seed: int = 0) -> PCABaseline:
-        return cls(PCA(n_components=k, random_state=seed).fit(train_x))
+    def fit(cls, train_x: np.ndarray, k: int, window: int, seed: int = 0) -> PCABaseline:
+        return cls(PCA(n_components=k, random_state=seed).fit(train_x), window)
 
     @property
     def k(self) -> int:
         return int(self.pca.n_components_)
 
+    def reconstruct(self, x: np.ndarray) -> np.ndarray:
+        return self.pca.inverse_transform(self.pca.transform(x))
+
     def score(self, x: np.ndarray) -> np.ndarray:
-        return window_scores(x, self.pca.inverse_transform(self.pca.transform(x)), SCORE_WINDOW)[0]
+        return window_scores(x, self.reconstruct(x), self.window)[0]
 
 
 def select_pca(
     train_x: np.ndarray, val_x: np.ndarray, val_is_anomaly: np.ndarray, seed: int = 0
-) -> tuple[PCABaseline, dict[int, float]]:
-    """Pick k by validation AUROC (the test split is never looked at)."""
-    aurocs = {}
+) -> tuple[PCABaseline, dict[str, float]]:
+    """Pick k and the score kind by validation AUROC (the test split is never looked at)."""
+    aurocs: dict[str, float] = {}
     best: PCABaseline | None = None
+    best_auroc = -1.0
     for k in PCA_COMPONENTS:
-        candidate = PCABaseline.fit(train_x, k, seed)
-        aurocs[k] = float(roc_auc_score(val_is_anomaly, candidate.score(val_x)))
-        if best is None or aurocs[k] > aurocs[best.k]:
-            best = candidate
+        for kind, window in score_kinds(train_x.shape[1]).items():
+            candidate = PCABaseline.fit(train_x, k, window, seed)
+            auroc = float(roc_auc_score(val_is_anomaly, candidate.score(val_x)))
+            aurocs[f"k={k} {kind}"] = auroc
+            if auroc > best_auroc:
+                best, best_auroc = candidate, auroc
     assert best is not None
     return best, aurocs
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.metrics import roc_auc_score
 
 from ecgwatch import artifact
 from ecgwatch.datasets import Beats, Split, make_split
@@ -37,9 +38,67 @@ def prepared(beats: Beats) -> np.ndarray:
     return zscore(beats.x, ddof=ZSCORE_DDOF)
 
 
-def score_beats(model: torch.nn.Module, beats: Beats, device: torch.device) -> np.ndarray:
-    x = prepared(beats)
-    return window_scores(x, reconstruct(model, x, device), SCORE_WINDOW)[0]
+def score_kinds(seq_len: int) -> dict[str, int]:
+    """The two scores we choose between on validation: the worst short window, or the whole beat (the seed's)."""
+    return {"max-window-mean-absolute-error": SCORE_WINDOW, "beat-mean-absolute-error": seq_len}
+
+
+def choose_score_window(x: np.ndarray, recon: np.ndarray, is_anomaly: np.ndarray) -> tuple[int, dict[str, float]]:
+    """Pick the score kind with the best validation AUROC; the same rule is applied to the PCA baseline."""
+    aurocs = {
+        kind: float(roc_auc_score(is_anomaly, window_scores(x, recon, window)[0]))
+        for kind, window in score_kinds(x.shape[1]).items()
+    }
+    best = max(aurocs, key=lambda kind: aurocs[kind])
+    return score_kinds(x.shape[1])[best], aurocs
+
+
+def calibrate(
+    model: torch.nn.Module, beats: Beats, split_seed: int, target_fpr: float, device: torch.device
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Score kind, threshold and metrics for a trained model: everything in the artifact but the recipe."""
+    split = make_split(beats, split_seed)
+    x = {"val": prepared(split.val), "test": prepared(split.test)}
+    recon = {name: reconstruct(model, part, device) for name, part in x.items()}
+    window, val_aurocs = choose_score_window(x["val"], recon["val"], split.val.is_anomaly)
+    scores = {name: window_scores(x[name], recon[name], window)[0] for name in x}
+    threshold = quantile_threshold(scores["val"][~split.val.is_anomaly], target_fpr)
+    f1_threshold, f1_val = f1_best_threshold(scores["val"], split.val.is_anomaly)
+    kind = next(k for k, w in score_kinds(x["val"].shape[1]).items() if w == window)
+    metadata = {
+        "input": {
+            "seq_len": int(beats.x.shape[1]),
+            "n_features": 1,
+            "preprocessing": ZSCORE,
+            "zscore_ddof": ZSCORE_DDOF,
+            "resample": "linear",
+            "sample_dtype": "float32",
+        },
+        "score": {
+            "kind": kind,
+            "window": window,
+            "predict": "score > threshold",
+            "chosen_by": "validation AUROC",
+            "validation_auroc_by_kind": val_aurocs,
+        },
+        "threshold": {
+            **threshold.to_dict(),
+            "calibrated_on": "normal validation beats",
+            "f1_best_for_comparison": {"value": f1_threshold.value, "validation_f1": f1_val},
+        },
+        "data": {
+            "dataset": "ECG5000",
+            "sha256": beats.sha256(),
+            "n_beats": len(beats),
+            "split_seed": split_seed,
+            "split": {k: len(v) for k, v in split.index.items()},
+        },
+        "metrics": {
+            "test": detection_metrics(scores["test"], split.test.y, threshold.value),
+            "validation": detection_metrics(scores["val"], split.val.y, threshold.value),
+        },
+    }
+    return metadata, scores
 
 
 def train_and_calibrate(
@@ -56,48 +115,18 @@ def train_and_calibrate(
     checkpoint = checkpoint_dir / CHECKPOINT_FILE if checkpoint_dir else None
     history = trainer.fit(prepared(split.train), prepared(val_normal), checkpoint)
     model = trainer.model.eval()
-    scores = {name: score_beats(model, part, device) for name, part in (("val", split.val), ("test", split.test))}
-    threshold = quantile_threshold(scores["val"][~split.val.is_anomaly], target_fpr)
-    f1_threshold, f1_val = f1_best_threshold(scores["val"], split.val.is_anomaly)
-    metadata = {
-        "version": "",  # filled in by version_string once the data hash is known
-        "input": {
-            "seq_len": int(beats.x.shape[1]),
-            "n_features": 1,
-            "preprocessing": ZSCORE,
-            "zscore_ddof": ZSCORE_DDOF,
-            "resample": "linear",
-            "sample_dtype": "float32",
-        },
-        "score": {"kind": "max-window-mean-absolute-error", "window": SCORE_WINDOW, "predict": "score > threshold"},
-        "threshold": {
-            **threshold.to_dict(),
-            "calibrated_on": "normal validation beats",
-            "f1_best_for_comparison": {"value": f1_threshold.value, "validation_f1": f1_val},
-        },
-        "training": {
-            **config.to_dict(),
-            "best_epoch": history.best_epoch,
-            "epochs_run": len(history.train_loss),
-            "best_val_loss": history.best_val_loss,
-            "loss": "l1",
-            "optimizer": "adam",
-            "seconds": float(sum(history.epoch_seconds)),
-            "device": str(device),
-        },
-        "data": {
-            "dataset": "ECG5000",
-            "sha256": beats.sha256(),
-            "n_beats": len(beats),
-            "split_seed": split_seed,
-            "split": {k: len(v) for k, v in split.index.items()},
-        },
-        "metrics": {
-            "test": detection_metrics(scores["test"], split.test.y, threshold.value),
-            "validation": detection_metrics(scores["val"], split.val.y, threshold.value),
-        },
-    }
+    metadata, scores = calibrate(model, beats, split_seed, target_fpr, device)
     metadata["version"] = version_string(config, metadata["data"]["sha256"], split_seed)
+    metadata["training"] = {
+        **config.to_dict(),
+        "best_epoch": history.best_epoch,
+        "epochs_run": len(history.train_loss),
+        "best_val_loss": history.best_val_loss,
+        "loss": "l1",
+        "optimizer": "adam",
+        "seconds": float(sum(history.epoch_seconds)),
+        "device": str(device),
+    }
     return TrainedRun(model=model, metadata=metadata, history=history, split=split, scores=scores)
 
 
@@ -109,3 +138,12 @@ def version_string(config: TrainConfig, data_sha256: str, split_seed: int) -> st
 def write_artifact(run: TrainedRun, out: Path) -> Path:
     metadata = {**run.metadata, "history": run.history.to_dict()}
     return artifact.save(run.model, metadata, out)
+
+
+def recalibrate_artifact(path: Path, beats: Beats, target_fpr: float, device: torch.device) -> dict[str, Any]:
+    """Re-run calibration on a saved model (no retraining), keeping its recipe and history."""
+    loaded = artifact.load(path)
+    metadata, _ = calibrate(loaded.model, beats, int(loaded.metadata["data"]["split_seed"]), target_fpr, device)
+    keep = {k: loaded.metadata[k] for k in ("version", "training", "history") if k in loaded.metadata}
+    artifact.save(loaded.model, {**keep, **metadata}, path)
+    return {**keep, **metadata}

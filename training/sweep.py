@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ecgwatch import artifact
 from ecgwatch.datasets import Beats
 from training import plots
-from training.ecg_pipeline import train_and_calibrate, write_artifact
+from training.ecg_pipeline import recalibrate_artifact, train_and_calibrate, write_artifact
 from training.ecg_trainer import TrainConfig
 from training.evaluate import baseline_metrics
 from training.report import METRIC_COLUMNS
@@ -32,12 +33,17 @@ def _model_result(
     result_file = path / "result.json"
     if result_file.is_file():
         return json.loads(result_file.read_text())
-    run = train_and_calibrate(beats, config, seed, target_fpr, device)
-    write_artifact(run, path)
+    if (path / artifact.METADATA_FILE).is_file():  # trained before, result missing: recalibrate, don't retrain
+        metadata = recalibrate_artifact(path, beats, target_fpr, device)
+    else:
+        run = train_and_calibrate(beats, config, seed, target_fpr, device)
+        write_artifact(run, path)
+        metadata = {**run.metadata, "history": run.history.to_dict()}
     result = {
-        **run.metadata["metrics"]["test"],
-        "train_seconds": run.metadata["training"]["seconds"],
-        "best_epoch": run.history.best_epoch,
+        **metadata["metrics"]["test"],
+        "train_seconds": metadata["training"]["seconds"],
+        "best_epoch": metadata["training"]["best_epoch"],
+        "score_kind": metadata["score"]["kind"],
     }
     result_file.write_text(json.dumps(result, indent=2) + "\n")
     return result
