@@ -97,6 +97,8 @@ def save(model: RecurrentAutoencoder, metadata: dict[str, Any], directory: Path)
         }
         meta_tmp = Path(tmp) / METADATA_FILE
         meta_tmp.write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
+        for written in (weights_tmp, meta_tmp):
+            written.chmod(0o644)  # the daemon often runs as another user (systemd DynamicUser)
         weights_tmp.replace(directory / WEIGHTS_FILE)
         meta_tmp.replace(directory / METADATA_FILE)
     return directory
