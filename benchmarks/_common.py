@@ -20,4 +20,5 @@ def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) 
 
 
 def report(name: str, value: float, unit: str) -> None:
-    print(f"{name:52s} {value:12.2f} {unit}")
+    shown = f"{value:12.2f}" if abs(value) >= 10 else f"{value:12.4g}"
+    print(f"{name:52s} {shown} {unit}")
