@@ -22,7 +22,10 @@ from ecgwatch.acks import AckTracker
 from ecgwatch.config import MqttSettings
 
 log = logging.getLogger(__name__)
-OUTGOING_INFLIGHT = 1000
+# 0 = no paho-side limit. With a limit, paho rescans its in-flight messages on every PUBACK (a quarter of
+# the daemon's CPU under load, measured with py-spy). Our outgoing messages are bounded anyway: each belongs
+# to an unacknowledged input beat, and Receive Maximum caps those at the queue size.
+OUTGOING_INFLIGHT = 0
 
 
 class MqttSession:
