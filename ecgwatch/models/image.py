@@ -1,0 +1,141 @@
+"""Image autoencoders on 28x28 digits in [0, 1]: vanilla, denoising, sparse, contractive, variational, conv.
+
+Each model maps ``(N, 784)`` (or ``(N, 1, 28, 28)`` for the conv one) to a reconstruction in [0, 1].
+The regularisers live here beside the models because they are part of each variant's definition; all
+are exact (no noise-based approximations), and each is checked against an independent computation in tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import pairwise
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+PIXELS = 28 * 28
+VARIANTS = ("vanilla", "denoising", "sparse-l1", "sparse-kl", "contractive", "vae", "conv-denoising")
+
+
+def _mlp(sizes: list[int], last: nn.Module | None) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(pairwise(sizes)):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    if last is not None:
+        layers.append(last)
+    return nn.Sequential(*layers)
+
+
+class MLPAutoencoder(nn.Module):
+    """The seed's ``AutoEncoder`` (784-512-128-latent) or, with other sizes, its denoising 784-256-128-64.
+
+    ``code_activation`` matters for sparsity: the KL penalty needs codes in (0, 1), hence sigmoid.
+    """
+
+    def __init__(self, hidden: tuple[int, ...] = (512, 128), latent: int = 32, code_activation: str = "relu") -> None:
+        super().__init__()
+        codes = {"relu": nn.ReLU(), "sigmoid": nn.Sigmoid(), "none": None}
+        self.encoder = _mlp([PIXELS, *hidden, latent], codes[code_activation])
+        self.decoder = _mlp([latent, *reversed(hidden), PIXELS], nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reconstruction and code; the code feeds the sparsity penalties."""
+        code = self.encoder(x)
+        return self.decoder(code), code
+
+
+def l1_sparsity(code: torch.Tensor) -> torch.Tensor:
+    """Mean absolute activation per unit, summed over units."""
+    return code.abs().mean(dim=0).sum()
+
+
+def kl_sparsity(code: torch.Tensor, rho: float, eps: float = 1e-6) -> torch.Tensor:
+    """sum_j KL(Bernoulli(rho) || Bernoulli(rho_hat_j)), rho_hat_j the batch-mean activation of unit j."""
+    rho_hat = code.mean(dim=0).clamp(eps, 1 - eps)
+    return (rho * torch.log(rho / rho_hat) + (1 - rho) * torch.log((1 - rho) / (1 - rho_hat))).sum()
+
+
+class ContractiveAutoencoder(nn.Module):
+    """One sigmoid encoder layer, so the Jacobian's Frobenius norm has an exact closed form."""
+
+    def __init__(self, latent: int = 64) -> None:
+        super().__init__()
+        self.encode_layer = nn.Linear(PIXELS, latent)
+        self.decoder = _mlp([latent, 256, PIXELS], nn.Sigmoid())
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.encode_layer(x))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        code = self.encode(x)
+        return self.decoder(code), code
+
+    def jacobian_penalty(self, code: torch.Tensor) -> torch.Tensor:
+        """Mean over the batch of ||dh/dx||_F^2 = sum_j (h_j (1 - h_j))^2 * sum_i W_ji^2, exactly."""
+        row_norms = (self.encode_layer.weight**2).sum(dim=1)
+        return ((code * (1 - code)) ** 2 * row_norms).sum(dim=1).mean()
+
+
+class VariationalAutoencoder(nn.Module):
+    def __init__(self, hidden: int = 512, latent: int = 2) -> None:
+        super().__init__()
+        self.latent = latent
+        self.body = nn.Sequential(nn.Linear(PIXELS, hidden), nn.ReLU())
+        self.mu = nn.Linear(hidden, latent)
+        self.logvar = nn.Linear(hidden, latent)
+        self.decoder = _mlp([latent, hidden, PIXELS], nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        h = self.body(x)
+        mu, logvar = self.mu(h), self.logvar(h)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # reparameterisation: gradients flow to mu, logvar
+        return self.decoder(z), mu, logvar
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        z = torch.randn(n, self.latent, generator=generator)
+        return self.decoder(z)
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) per example, closed form."""
+    return -0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(dim=1)
+
+
+@dataclass(frozen=True)
+class Elbo:
+    reconstruction: torch.Tensor
+    kl: torch.Tensor
+
+    @property
+    def negative_elbo(self) -> torch.Tensor:
+        return self.reconstruction + self.kl
+
+
+def elbo_terms(x: torch.Tensor, recon: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> Elbo:
+    """Batch means of the Bernoulli reconstruction term (summed BCE over pixels) and of the KL term."""
+    reconstruction = F.binary_cross_entropy(recon, x, reduction="none").sum(dim=1).mean()
+    return Elbo(reconstruction, gaussian_kl(mu, logvar).mean())
+
+
+class ConvDenoisingAutoencoder(nn.Module):
+    """A small convolutional denoiser: 28x28 -> 7x7x32 -> 28x28."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, 16, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU()
+        )
+        self.decoder = nn.Sequential(
+            nn.ConvTranspose2d(32, 16, 3, stride=2, padding=1, output_padding=1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(16, 1, 3, stride=2, padding=1, output_padding=1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        code = self.encoder(x)
+        return self.decoder(code), code
