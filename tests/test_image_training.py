@@ -53,3 +53,31 @@ def test_image_metrics_known_values() -> None:
         "mean_activation": pytest.approx(0.37525),
         "fraction_near_zero": 0.5,
     }
+
+
+def test_images_cli_writes_weights_metrics_and_progress_grids(tmp_path, data_root) -> None:
+    import json
+
+    from training.cli import main
+
+    out = tmp_path / "sparse"
+    args = [
+        "images",
+        "--variant",
+        "sparse-kl",
+        "--data",
+        str(data_root),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--latent",
+        "16",
+    ]
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 < metrics["test"]["test_mse"] < 0.1
+    assert 0 <= metrics["test"]["sparsity"]["fraction_near_zero"] <= 1
+    assert len(metrics["history"]["loss"]) == 2
+    assert (out / "model.safetensors").is_file()
+    assert sorted(p.name for p in out.glob("progress_epoch*.png")) == ["progress_epoch000.png", "progress_epoch001.png"]

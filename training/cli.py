@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
 
+import safetensors.torch
 import torch
 
 from ecgwatch.artifact import ArtifactError
-from ecgwatch.datasets import DataFormatError, DataUnavailableError, load_ecg5000
+from ecgwatch.datasets import NOISE_KINDS, DataFormatError, DataUnavailableError, load_ecg5000, load_mnist
 from ecgwatch.models import resolve_device
+from ecgwatch.models.image import VARIANTS
 from training.ecg_pipeline import train_and_calibrate, write_artifact
 from training.ecg_trainer import TrainConfig
 from training.evaluate import evaluate
+from training.image_eval import progress_grid, variant_metrics
+from training.image_trainer import ImageTrainConfig, train_images
 from training.sweep import run_sweep
 
 log = logging.getLogger("ecgwatch.train")
@@ -59,7 +64,36 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--split-seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     sw.add_argument("--report-name", default="sweep", help="file stem of the summary (several sweeps can share --out)")
     sw.add_argument("--tolerance", type=float, default=0.002, help="AUROC gap to the largest E still accepted")
+    im = sub.add_parser("images", help="train and evaluate one image autoencoder variant on MNIST")
+    _add_common(im)
+    im.add_argument("--variant", required=True, choices=VARIANTS)
+    im.add_argument("--out", required=True, type=Path)
+    im.add_argument("--latent", type=int, default=ImageTrainConfig.latent)
+    im.add_argument("--noise", choices=NOISE_KINDS, default="gaussian", help="noise the denoisers train on")
+    im.add_argument("--sigma", type=float, default=ImageTrainConfig.sigma)
+    im.add_argument("--epochs", type=int, default=ImageTrainConfig.epochs)
+    im.add_argument("--seed", type=int, default=0)
     return parser
+
+
+def _images(args: argparse.Namespace) -> None:
+    config = ImageTrainConfig(
+        variant=args.variant, latent=args.latent, noise=args.noise, sigma=args.sigma, epochs=args.epochs, seed=args.seed
+    )
+    train, test = load_mnist("train", args.data).unit(), load_mnist("test", args.data).unit()
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    def show_progress(model: torch.nn.Module, epoch: int) -> None:
+        progress_grid(model, config, test, epoch, args.out / f"progress_epoch{epoch:03d}.png")
+
+    model, history = train_images(train, config, after_epoch=show_progress)
+    metrics = variant_metrics(model, config, test)
+    safetensors.torch.save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()}, str(args.out / "model.safetensors")
+    )
+    summary = {"config": config.to_dict(), "history": {"loss": history.loss, "terms": history.terms}, "test": metrics}
+    (args.out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(metrics, indent=2))
 
 
 def _recipe(args: argparse.Namespace, embedding_dim: int) -> TrainConfig:
@@ -78,6 +112,9 @@ def _run(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.command == "images":
+        _images(args)
+        return
     beats = load_ecg5000(args.data)
     if args.command == "ecg":
         args.out.mkdir(parents=True, exist_ok=True)

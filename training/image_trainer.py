@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -98,7 +99,10 @@ def loss_terms(
 
 
 def train_images(
-    train: np.ndarray, config: ImageTrainConfig, progress: bool = True
+    train: np.ndarray,
+    config: ImageTrainConfig,
+    progress: bool = True,
+    after_epoch: Callable[[torch.nn.Module, int], None] | None = None,
 ) -> tuple[torch.nn.Module, ImageHistory]:
     """``train``: float images in [0, 1], shape (N, 28, 28). Denoising variants see fresh noise every epoch."""
     torch.manual_seed(config.seed)
@@ -129,4 +133,7 @@ def train_images(
         history.loss.append(means.pop("total"))
         history.terms.append(means)
         bar.set_postfix(loss=f"{history.loss[-1]:.4f}")
+        if after_epoch is not None:
+            model.eval()
+            after_epoch(model, epoch)
     return model.eval(), history

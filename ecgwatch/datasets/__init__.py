@@ -4,7 +4,7 @@ from ecgwatch.datasets.ecg5000 import CLASS_NAMES, SEQ_LEN, Beats, load_director
 from ecgwatch.datasets.errors import DataFormatError, DataUnavailableError
 from ecgwatch.datasets.locate import data_dir
 from ecgwatch.datasets.mnist import Images, load_split
-from ecgwatch.datasets.noise import add_noise
+from ecgwatch.datasets.noise import NOISE_KINDS, add_noise
 from ecgwatch.datasets.splits import Split, make_split
 
 
@@ -20,6 +20,7 @@ def load_ecg5000(directory: str | None = None) -> Beats:
 
 __all__ = [
     "CLASS_NAMES",
+    "NOISE_KINDS",
     "SEQ_LEN",
     "Beats",
     "DataFormatError",
