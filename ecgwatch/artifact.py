@@ -12,6 +12,7 @@ import hashlib
 import json
 import platform
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ import torch
 from safetensors import SafetensorError
 
 import ecgwatch
+from ecgwatch.models.image import IMAGE_ARCHITECTURE, ImageAEConfig, build_image_model
 from ecgwatch.models.recurrent import ARCHITECTURE, RecurrentAEConfig, RecurrentAutoencoder
 
 FORMAT = "ecgwatch-model"
@@ -30,16 +32,30 @@ FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 METADATA_FILE = "model.json"
 REFERENCE_MODEL_DIR = Path(__file__).parent / "reference_model"
-REQUIRED_KEYS = (
-    "format",
-    "format_version",
-    "version",
-    "architecture",
-    "hyperparameters",
-    "input",
-    "score",
-    "threshold",
-)
+REQUIRED_KEYS = ("format", "format_version", "version", "architecture", "hyperparameters")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """How to rebuild and smoke-test one kind of model, and what else its model.json must hold."""
+
+    config: Any  # a frozen dataclass type with to_dict()
+    build: Callable[[Any], torch.nn.Module]
+    probe: Callable[[Any], torch.Tensor]
+    required_keys: tuple[str, ...]
+
+
+ARCHITECTURES = {
+    ARCHITECTURE: Architecture(
+        RecurrentAEConfig,
+        RecurrentAutoencoder,
+        lambda c: torch.sin(torch.linspace(0, 6.28, c.seq_len)).reshape(1, -1, 1),
+        ("input", "score", "threshold"),
+    ),
+    IMAGE_ARCHITECTURE: Architecture(
+        ImageAEConfig, build_image_model, lambda c: torch.full((1, *c.input_shape), 0.5), ()
+    ),
+}
 
 
 class ArtifactError(ValueError):
@@ -48,7 +64,7 @@ class ArtifactError(ValueError):
 
 @dataclass
 class LoadedModel:
-    model: RecurrentAutoencoder
+    model: torch.nn.Module
     metadata: dict[str, Any]
     path: Path
 
@@ -78,7 +94,15 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def save(model: RecurrentAutoencoder, metadata: dict[str, Any], directory: Path) -> Path:
+def _architecture_of(model: torch.nn.Module) -> str:
+    config = getattr(model, "config", None)
+    for name, arch in ARCHITECTURES.items():
+        if isinstance(config, arch.config):
+            return name
+    raise TypeError(f"{type(model).__name__} has no known config; build it with its architecture's builder")
+
+
+def save(model: torch.nn.Module, metadata: dict[str, Any], directory: Path) -> Path:
     """Write the artifact; files appear under their final names only when complete (atomic rename)."""
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -88,7 +112,7 @@ def save(model: RecurrentAutoencoder, metadata: dict[str, Any], directory: Path)
         full = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
-            "architecture": ARCHITECTURE,
+            "architecture": _architecture_of(model),
             "hyperparameters": model.config.to_dict(),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "versions": library_versions(),
@@ -117,13 +141,16 @@ def read_metadata(directory: Path) -> dict[str, Any]:
     missing = [k for k in REQUIRED_KEYS if k not in metadata]
     if missing:
         raise ArtifactError(f"{path}: missing keys {missing}")
+    if metadata["architecture"] not in ARCHITECTURES:
+        raise ArtifactError(f"{path}: architecture {metadata['architecture']!r} is not one of {sorted(ARCHITECTURES)}")
+    missing = [k for k in ARCHITECTURES[metadata["architecture"]].required_keys if k not in metadata]
+    if missing:
+        raise ArtifactError(f"{path}: missing keys {missing}")
     if metadata["format"] != FORMAT or metadata["format_version"] != FORMAT_VERSION:
         raise ArtifactError(
             f"{path}: format {metadata['format']!r} version {metadata['format_version']!r} is not supported; "
             f"this ecgwatch reads {FORMAT!r} version {FORMAT_VERSION}"
         )
-    if metadata["architecture"] != ARCHITECTURE:
-        raise ArtifactError(f"{path}: architecture {metadata['architecture']!r} is not {ARCHITECTURE!r}")
     return metadata
 
 
@@ -144,12 +171,12 @@ def _load_weights(directory: Path, metadata: dict[str, Any]) -> dict[str, torch.
         raise ArtifactError(f"{path}: cannot be read as safetensors: {exc}") from None
 
 
-def _build(metadata: dict[str, Any], state: dict[str, torch.Tensor], directory: Path) -> RecurrentAutoencoder:
+def _build(metadata: dict[str, Any], state: dict[str, torch.Tensor], directory: Path) -> torch.nn.Module:
+    arch = ARCHITECTURES[metadata["architecture"]]
     try:
-        config = RecurrentAEConfig(**metadata["hyperparameters"])
-    except TypeError as exc:
+        model = arch.build(arch.config(**metadata["hyperparameters"]))
+    except (TypeError, ValueError) as exc:
         raise ArtifactError(f"{directory / METADATA_FILE}: bad hyperparameters: {exc}") from None
-    model = RecurrentAutoencoder(config)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -159,13 +186,14 @@ def _build(metadata: dict[str, Any], state: dict[str, torch.Tensor], directory: 
     return model.eval()
 
 
-def _smoke_test(model: RecurrentAutoencoder, directory: Path) -> None:
+def _smoke_test(model: torch.nn.Module, architecture: str, directory: Path) -> None:
     """One forward pass before anyone relies on the model: NaN weights would otherwise score every beat NaN."""
-    probe = torch.sin(torch.linspace(0, 6.28, model.config.seq_len)).reshape(1, -1, 1)
+    probe = ARCHITECTURES[architecture].probe(model.config)
     with torch.inference_mode():
         out = model(probe)
+    out = out[0] if isinstance(out, tuple) else out
     if not torch.isfinite(out).all():
-        raise ArtifactError(f"{directory}: the model produces non-finite output on a test beat")
+        raise ArtifactError(f"{directory}: the model produces non-finite output on a test input")
 
 
 def load(directory: Path | str) -> LoadedModel:
@@ -175,5 +203,5 @@ def load(directory: Path | str) -> LoadedModel:
         raise ArtifactError(f"{directory}: model directory does not exist")
     metadata = read_metadata(directory)
     model = _build(metadata, _load_weights(directory, metadata), directory)
-    _smoke_test(model, directory)
+    _smoke_test(model, metadata["architecture"], directory)
     return LoadedModel(model=model, metadata=metadata, path=directory)

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ecgwatch.artifact import LoadedModel
+from ecgwatch.artifact import ArtifactError, LoadedModel
+from ecgwatch.models.recurrent import ARCHITECTURE
 from ecgwatch.preprocess import zscore
 
 PRECISIONS = ("fp32", "bf16")
@@ -64,6 +65,11 @@ class Scorer:
     """A loaded model plus the preprocessing its artifact names."""
 
     def __init__(self, loaded: LoadedModel, device: torch.device, precision: str = "fp32") -> None:
+        if loaded.metadata["architecture"] != ARCHITECTURE:
+            raise ArtifactError(
+                f"{loaded.path}: a {loaded.metadata['architecture']!r} model cannot score ECG beats; "
+                f"the daemon needs a {ARCHITECTURE!r} artifact"
+            )
         self.loaded = loaded
         self.device = device
         self.precision = precision

@@ -91,3 +91,31 @@ def test_vae_samples_from_the_prior() -> None:
     samples = model.sample(5, torch.Generator().manual_seed(0))
     assert samples.shape == (5, 784)
     torch.testing.assert_close(samples, model.sample(5, torch.Generator().manual_seed(0)))
+
+
+@pytest.mark.parametrize("variant", ["vanilla", "vae", "conv-denoising", "contractive"])
+def test_image_artifact_round_trip(tmp_path, variant: str) -> None:
+    from ecgwatch import artifact
+    from ecgwatch.models.image import ImageAEConfig, build_image_model
+
+    torch.manual_seed(0)
+    model = build_image_model(ImageAEConfig(variant, latent=4)).eval()
+    path = artifact.save(model, {"version": f"img-{variant}"}, tmp_path / variant)
+    loaded = artifact.load(path)
+    assert loaded.metadata["architecture"] == "image-autoencoder"
+    assert loaded.metadata["hyperparameters"] == {"variant": variant, "latent": 4}
+    x = torch.rand(3, *model.config.input_shape)
+    if variant == "vae":  # sampling: compare the deterministic parts
+        torch.testing.assert_close(loaded.model.mu(loaded.model.body(x)), model.mu(model.body(x)))
+    else:
+        torch.testing.assert_close(loaded.model(x)[0], model(x)[0])
+
+
+def test_image_artifact_cannot_be_served_as_an_ecg_model(tmp_path) -> None:
+    from ecgwatch import artifact
+    from ecgwatch.models.image import ImageAEConfig, build_image_model
+    from ecgwatch.scorer import Scorer
+
+    path = artifact.save(build_image_model(ImageAEConfig("vanilla", 4)), {"version": "img"}, tmp_path / "m")
+    with pytest.raises(artifact.ArtifactError, match="cannot score ECG beats"):
+        Scorer(artifact.load(path), torch.device("cpu"))

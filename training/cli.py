@@ -8,9 +8,9 @@ import logging
 import sys
 from pathlib import Path
 
-import safetensors.torch
 import torch
 
+from ecgwatch import artifact
 from ecgwatch.artifact import ArtifactError
 from ecgwatch.datasets import NOISE_KINDS, DataFormatError, DataUnavailableError, load_ecg5000, load_mnist
 from ecgwatch.models import resolve_device
@@ -88,10 +88,11 @@ def _images(args: argparse.Namespace) -> None:
 
     model, history = train_images(train, config, after_epoch=show_progress)
     metrics = variant_metrics(model, config, test)
-    safetensors.torch.save_file(
-        {k: v.contiguous() for k, v in model.state_dict().items()}, str(args.out / "model.safetensors")
-    )
-    summary = {"config": config.to_dict(), "history": {"loss": history.loss, "terms": history.terms}, "test": metrics}
+    history_dict = {"loss": history.loss, "terms": history.terms}
+    version = f"mnist-{config.variant}-l{config.latent}-s{config.seed}"
+    metadata = {"version": version, "training": config.to_dict(), "history": history_dict, "metrics": {"test": metrics}}
+    artifact.save(model, metadata, args.out)
+    summary = {"config": config.to_dict(), "history": history_dict, "test": metrics}
     (args.out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(metrics, indent=2))
 

@@ -17,8 +17,9 @@ from ecgwatch.models.image import (
     VARIANTS,
     ContractiveAutoencoder,
     ConvDenoisingAutoencoder,
-    MLPAutoencoder,
+    ImageAEConfig,
     VariationalAutoencoder,
+    build_image_model,
     elbo_terms,
     kl_sparsity,
     l1_sparsity,
@@ -59,20 +60,6 @@ class ImageHistory:
     terms: list[dict[str, float]] = field(default_factory=list)
 
 
-def build_model(config: ImageTrainConfig) -> torch.nn.Module:
-    if config.variant in ("vanilla", "sparse-l1"):
-        return MLPAutoencoder((512, 128), config.latent)
-    if config.variant == "sparse-kl":
-        return MLPAutoencoder((512, 128), config.latent, code_activation="sigmoid")
-    if config.variant == "denoising":
-        return MLPAutoencoder((256, 128), 64)  # the seed's 784-256-128-64 with a sigmoid output
-    if config.variant == "contractive":
-        return ContractiveAutoencoder(config.latent)
-    if config.variant == "vae":
-        return VariationalAutoencoder(latent=config.latent)
-    return ConvDenoisingAutoencoder()
-
-
 def shaped(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Flat ``(N, 784)`` for the MLPs, ``(N, 1, 28, 28)`` for the conv model."""
     return x.view(-1, 1, 28, 28) if isinstance(model, ConvDenoisingAutoencoder) else x.view(-1, 784)
@@ -106,7 +93,7 @@ def train_images(
 ) -> tuple[torch.nn.Module, ImageHistory]:
     """``train``: float images in [0, 1], shape (N, 28, 28). Denoising variants see fresh noise every epoch."""
     torch.manual_seed(config.seed)
-    model = build_model(config)
+    model = build_image_model(ImageAEConfig(config.variant, config.latent))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     clean_all = torch.as_tensor(train.reshape(len(train), -1), dtype=torch.float32)
     generator = torch.Generator().manual_seed(config.seed)

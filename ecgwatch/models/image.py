@@ -16,6 +16,27 @@ from torch.nn import functional as F
 
 PIXELS = 28 * 28
 VARIANTS = ("vanilla", "denoising", "sparse-l1", "sparse-kl", "contractive", "vae", "conv-denoising")
+IMAGE_ARCHITECTURE = "image-autoencoder"
+
+
+@dataclass(frozen=True)
+class ImageAEConfig:
+    """Everything needed to rebuild an image autoencoder; stored in its artifact."""
+
+    variant: str = "vanilla"
+    latent: int = 32
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
+
+    def to_dict(self) -> dict[str, str | int]:
+        return {"variant": self.variant, "latent": self.latent}
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one image as the model takes it."""
+        return (1, 28, 28) if self.variant == "conv-denoising" else (PIXELS,)
 
 
 def _mlp(sizes: list[int], last: nn.Module | None) -> nn.Sequential:
@@ -139,3 +160,22 @@ class ConvDenoisingAutoencoder(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         code = self.encoder(x)
         return self.decoder(code), code
+
+
+def build_image_model(config: ImageAEConfig) -> nn.Module:
+    """The network for a variant; ``config`` is attached so the artifact can record it."""
+    model: nn.Module
+    if config.variant in ("vanilla", "sparse-l1"):
+        model = MLPAutoencoder((512, 128), config.latent)
+    elif config.variant == "sparse-kl":
+        model = MLPAutoencoder((512, 128), config.latent, code_activation="sigmoid")
+    elif config.variant == "denoising":
+        model = MLPAutoencoder((256, 128), 64)  # the seed's 784-256-128-64 with a sigmoid output
+    elif config.variant == "contractive":
+        model = ContractiveAutoencoder(config.latent)
+    elif config.variant == "vae":
+        model = VariationalAutoencoder(latent=config.latent)
+    else:
+        model = ConvDenoisingAutoencoder()
+    model.config = config
+    return model
