@@ -19,6 +19,7 @@ from training.ecg_pipeline import train_and_calibrate, write_artifact
 from training.ecg_trainer import TrainConfig
 from training.evaluate import evaluate
 from training.image_eval import progress_grid, variant_metrics
+from training.image_report import run_report
 from training.image_trainer import ImageTrainConfig, train_images
 from training.sweep import run_sweep
 
@@ -73,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--sigma", type=float, default=ImageTrainConfig.sigma)
     im.add_argument("--epochs", type=int, default=ImageTrainConfig.epochs)
     im.add_argument("--seed", type=int, default=0)
+    rep = sub.add_parser("images-report", help="train and evaluate every image variant; figures and report.md")
+    _add_common(rep)
+    rep.add_argument("--out", required=True, type=Path)
+    rep.add_argument("--epochs", type=int, default=8)
     return parser
 
 
@@ -115,6 +120,10 @@ def _run(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     if args.command == "images":
         _images(args)
+        return
+    if args.command == "images-report":
+        run_report(args.data, args.out, args.epochs)
+        print(f"report: {args.out / 'report.md'}")
         return
     beats = load_ecg5000(args.data)
     if args.command == "ecg":
