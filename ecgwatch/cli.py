@@ -103,7 +103,6 @@ def _simulate(args: argparse.Namespace) -> None:
         rate_hz=args.rate,
         fast=args.fast,
         seed=args.seed,
-        split=args.split,
     )
     summary = run(config, load_beats(args.data, args.split, 0), args.labels)
     print(json.dumps(summary))

@@ -35,8 +35,6 @@ class SimulationConfig:
     fast: bool = False
     topic: str = "ecg/{device}/beat"
     seed: int = 0
-    split: str = "test"
-    split_seed: int = 0
     client_id: str = "ecgwatch-simulator"
 
 
