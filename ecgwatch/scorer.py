@@ -46,6 +46,20 @@ def reconstruct(
     return np.concatenate(outputs)
 
 
+def cumulative_error(x: np.ndarray, recon: np.ndarray) -> np.ndarray:
+    """Running sum of |x - recon| along each beat, with a leading zero: any window's mean is two lookups."""
+    error = np.abs(np.asarray(recon, dtype=np.float64) - x)
+    return np.concatenate([np.zeros((error.shape[0], 1)), np.cumsum(error, axis=1)], axis=1)
+
+
+def worst_window(cumulative: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean error over the worst ``window``-sample stretch of each beat, and where that stretch starts."""
+    window = max(1, min(window, cumulative.shape[1] - 1))
+    window_means = (cumulative[:, window:] - cumulative[:, :-window]) / window
+    start = window_means.argmax(axis=1)
+    return window_means[np.arange(len(start)), start], start
+
+
 def window_scores(x: np.ndarray, recon: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
     """Per beat: the mean absolute error over the worst ``window``-sample stretch, and where it starts.
 
@@ -53,12 +67,7 @@ def window_scores(x: np.ndarray, recon: np.ndarray, window: int) -> tuple[np.nda
     keeps a short malformed complex (a PVC's QRS) from being diluted by well-reconstructed samples;
     which of the two a model uses is chosen on validation data and recorded in its artifact.
     """
-    error = np.abs(np.asarray(recon, dtype=np.float64) - x)
-    window = max(1, min(window, error.shape[1]))
-    cumulative = np.concatenate([np.zeros((error.shape[0], 1)), np.cumsum(error, axis=1)], axis=1)
-    window_means = (cumulative[:, window:] - cumulative[:, :-window]) / window
-    start = window_means.argmax(axis=1)
-    return window_means[np.arange(len(start)), start], start
+    return worst_window(cumulative_error(x, recon), window)
 
 
 class Scorer:
@@ -83,6 +92,7 @@ class Scorer:
     def score(self, beats: np.ndarray) -> BatchScores:
         x = self.prepare(beats)
         recon = reconstruct(self.model, x, self.device, self.precision)
-        scores = window_scores(x, recon, self.window)[0]
-        start = window_scores(x, recon, LOCATION_WINDOW)[1]
+        cumulative = cumulative_error(x, recon)
+        scores = worst_window(cumulative, self.window)[0]
+        start = worst_window(cumulative, LOCATION_WINDOW)[1]
         return BatchScores(scores=scores, reconstruction=recon, peak_start=start, peak_end=start + LOCATION_WINDOW)

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
-from sklearn.metrics import roc_auc_score
 
 from ecgwatch.scorer import window_scores
-from training.ecg_pipeline import score_kinds
+from training.ecg_pipeline import auroc_by_score_kind, score_kinds
 
 PCA_COMPONENTS = (2, 3, 5, 8, 12, 16, 24, 32)
 
@@ -21,10 +20,6 @@ class PCABaseline:
 
     pca: PCA
     window: int
-
-    @classmethod
-    def fit(cls, train_x: np.ndarray, k: int, window: int, seed: int = 0) -> PCABaseline:
-        return cls(PCA(n_components=k, random_state=seed).fit(train_x), window)
 
     @property
     def k(self) -> int:
@@ -44,13 +39,15 @@ def select_pca(
     aurocs: dict[str, float] = {}
     best: PCABaseline | None = None
     best_auroc = -1.0
+    windows = score_kinds(train_x.shape[1])
     for k in PCA_COMPONENTS:
-        for kind, window in score_kinds(train_x.shape[1]).items():
-            candidate = PCABaseline.fit(train_x, k, window, seed)
-            auroc = float(roc_auc_score(val_is_anomaly, candidate.score(val_x)))
+        pca = PCA(n_components=k, random_state=seed).fit(train_x)
+        for kind, auroc in auroc_by_score_kind(
+            val_x, pca.inverse_transform(pca.transform(val_x)), val_is_anomaly
+        ).items():
             aurocs[f"k={k} {kind}"] = auroc
             if auroc > best_auroc:
-                best, best_auroc = candidate, auroc
+                best, best_auroc = PCABaseline(pca, windows[kind]), auroc
     assert best is not None
     return best, aurocs
 

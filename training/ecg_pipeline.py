@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 from ecgwatch import artifact
 from ecgwatch.datasets import Beats, Split, make_split
 from ecgwatch.preprocess import ZSCORE, zscore
-from ecgwatch.scorer import reconstruct, window_scores
+from ecgwatch.scorer import cumulative_error, reconstruct, window_scores, worst_window
 from training.ecg_trainer import CHECKPOINT_FILE, History, TrainConfig, Trainer
 from training.metrics import detection_metrics
 from training.threshold import f1_best_threshold, quantile_threshold
@@ -43,12 +43,18 @@ def score_kinds(seq_len: int) -> dict[str, int]:
     return {"max-window-mean-absolute-error": SCORE_WINDOW, "beat-mean-absolute-error": seq_len}
 
 
-def choose_score_window(x: np.ndarray, recon: np.ndarray, is_anomaly: np.ndarray) -> tuple[int, dict[str, float]]:
-    """Pick the score kind with the best validation AUROC; the same rule is applied to the PCA baseline."""
-    aurocs = {
-        kind: float(roc_auc_score(is_anomaly, window_scores(x, recon, window)[0]))
+def auroc_by_score_kind(x: np.ndarray, recon: np.ndarray, is_anomaly: np.ndarray) -> dict[str, float]:
+    """AUROC of a reconstruction under each score kind."""
+    cumulative = cumulative_error(x, recon)
+    return {
+        kind: float(roc_auc_score(is_anomaly, worst_window(cumulative, window)[0]))
         for kind, window in score_kinds(x.shape[1]).items()
     }
+
+
+def choose_score_window(x: np.ndarray, recon: np.ndarray, is_anomaly: np.ndarray) -> tuple[int, dict[str, float]]:
+    """Pick the score kind with the best validation AUROC; the same rule is applied to the PCA baseline."""
+    aurocs = auroc_by_score_kind(x, recon, is_anomaly)
     best = max(aurocs, key=lambda kind: aurocs[kind])
     return score_kinds(x.shape[1])[best], aurocs
 

@@ -9,27 +9,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 
 from ecgwatch import artifact
 from ecgwatch.datasets import Beats, make_split
 from ecgwatch.scorer import reconstruct, window_scores
 from training import plots
 from training.baselines import IsolationForestBaseline, select_pca
-from training.ecg_pipeline import prepared, score_kinds
+from training.ecg_pipeline import auroc_by_score_kind, prepared, score_kinds
 from training.metrics import detection_metrics
 from training.report import write_markdown
 from training.threshold import quantile_threshold
 
 log = logging.getLogger(__name__)
-
-
-def auroc_by_score_kind(x: np.ndarray, recon: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Test AUROC under each score kind, to show how much the choice of score matters."""
-    return {
-        kind: float(roc_auc_score(labels != 1, window_scores(x, recon, window)[0]))
-        for kind, window in score_kinds(x.shape[1]).items()
-    }
 
 
 def baseline_metrics(beats: Beats, split_seed: int, target_fpr: float) -> dict[str, Any]:
@@ -46,7 +37,7 @@ def baseline_metrics(beats: Beats, split_seed: int, target_fpr: float) -> dict[s
         out[name] = {"metrics": detection_metrics(test_scores, split.test.y, threshold), "scores": test_scores}
     name = f"PCA (k={pca.k})"
     out[name]["validation_auroc_by_k_and_score"] = pca_val_auroc
-    out[name]["test_auroc_by_score_kind"] = auroc_by_score_kind(test_x, pca.reconstruct(test_x), split.test.y)
+    out[name]["test_auroc_by_score_kind"] = auroc_by_score_kind(test_x, pca.reconstruct(test_x), split.test.is_anomaly)
     out[name]["chosen_score_kind"] = next(k for k, w in score_kinds(test_x.shape[1]).items() if w == pca.window)
     return out
 
@@ -67,7 +58,7 @@ def evaluate(model_dir: Path, beats: Beats, out: Path, device: torch.device) -> 
         model_name: {
             "metrics": detection_metrics(scores, split.test.y, loaded.threshold),
             "scores": scores,
-            "test_auroc_by_score_kind": auroc_by_score_kind(test_x, recon, split.test.y),
+            "test_auroc_by_score_kind": auroc_by_score_kind(test_x, recon, split.test.is_anomaly),
             "chosen_score_kind": meta["score"]["kind"],
         }
     }
