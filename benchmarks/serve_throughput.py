@@ -3,8 +3,10 @@
 Run: ECGWATCH_DATA_DIR=../shared/data python -m benchmarks.serve_throughput [--beats 4000]
 
 All three are measured in this one run on the same machine and printed with their ratios. The daemon is a
-real ``ecgwatch serve`` process (its peak resident memory is read from /proc); publisher and collector run
-in this process and share the CPU with it, as they would on a small edge box.
+real ``ecgwatch serve`` process (its peak resident memory is read from /proc); the naive consumer is a
+process of its own too. Load generator and collector are Mosquitto's C clients (``mosquitto_pub -l``,
+``mosquitto_sub``), so the measured Python process shares the CPU only with the broker and those cheap
+clients, as it would with watches and subscribers on other machines.
 """
 
 from __future__ import annotations
@@ -15,14 +17,11 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import paho.mqtt.client as mqtt
 import torch
 
 from benchmarks._common import report
@@ -31,56 +30,51 @@ from ecgwatch.brokers import BrokerAddress, free_port, mosquitto
 from ecgwatch.datasets import load_ecg5000
 from ecgwatch.scorer import Scorer
 
-
-class Counter:
-    def __init__(self, broker: BrokerAddress, expected: int) -> None:
-        self.expected = expected
-        self.latencies: list[float] = []
-        self.done = threading.Event()
-        self.last_arrival = 0.0
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-counter-{free_port()}")
-        self.client.on_message = self._on_message
-        self.client.connect(broker.host, broker.port)
-        self.client.subscribe("ecg/+/score", qos=1)
-        self.client.loop_start()
-
-    def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
-        now = time.time()
-        self.latencies.append(now - json.loads(message.payload)["received_at"])
-        self.last_arrival = time.monotonic()
-        if len(self.latencies) >= self.expected:
-            self.done.set()
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+PUBLISHERS = 4  # parallel mosquitto_pub processes, one device topic each
 
 
-def payloads(beats: np.ndarray, n: int) -> list[tuple[str, bytes]]:
-    return [
-        (
-            f"ecg/watch-{i % 50}/beat",
-            json.dumps({"seq": i, "samples": beats[i % len(beats)].round(5).tolist()}).encode(),
-        )
-        for i in range(n)
+def payload_lines(beats: np.ndarray, n: int) -> list[bytes]:
+    return [json.dumps({"seq": i, "samples": beats[i % len(beats)].round(5).tolist()}).encode() for i in range(n)]
+
+
+def start_collector(broker: BrokerAddress, count: int) -> subprocess.Popen[str]:
+    """``mosquitto_sub`` prints each score with its arrival time (%U) and exits after ``count`` of them."""
+    command = ["mosquitto_sub", "-h", broker.host, "-p", str(broker.port), "-q", "1", "-t", "ecg/+/score"]
+    collector = subprocess.Popen([*command, "-C", str(count), "-F", "%U %p"], stdout=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # mosquitto_sub has no "subscribed" signal; a second is ample on localhost
+    return collector
+
+
+def blast(
+    broker: BrokerAddress, lines: list[bytes], collector: subprocess.Popen[str], timeout: float
+) -> dict[str, float]:
+    """Publish every line as fast as the C clients go; rate from first publish to last score, and latencies."""
+    command = ["mosquitto_pub", "-h", broker.host, "-p", str(broker.port), "-q", "1", "-M", "1000", "-l"]
+    started = time.time()
+    publishers = [
+        subprocess.Popen([*command, "-t", f"ecg/watch-{k}/beat"], stdin=subprocess.PIPE) for k in range(PUBLISHERS)
     ]
-
-
-def blast(broker: BrokerAddress, messages: list[tuple[str, bytes]], counter: Counter, timeout: float) -> float:
-    """Publish everything as fast as possible; seconds from first publish to last score received."""
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{free_port()}")
-    client.max_inflight_messages_set(0)  # paho rescans in-flight messages per PUBACK when limited
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    started = time.monotonic()
-    for topic, payload in messages:
-        client.publish(topic, payload, qos=1)
-    if not counter.done.wait(timeout):
-        raise RuntimeError(f"only {len(counter.latencies)} of {counter.expected} scores arrived in {timeout}s")
-    elapsed = counter.last_arrival - started
-    client.loop_stop()
-    client.disconnect()
-    return elapsed
+    for k, publisher in enumerate(publishers):
+        assert publisher.stdin is not None
+        publisher.stdin.write(b"\n".join(lines[k::PUBLISHERS]) + b"\n")
+        publisher.stdin.close()
+    try:
+        output, _ = collector.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        collector.kill()
+        raise RuntimeError(f"not all {len(lines)} scores arrived within {timeout}s") from None
+    for publisher in publishers:
+        publisher.wait(10)
+    arrivals, latencies = [], []
+    for line in output.splitlines():
+        arrived, _, payload = line.partition(" ")
+        arrivals.append(float(arrived))
+        latencies.append(float(arrived) - json.loads(payload)["received_at"])
+    return {
+        "rate": len(lines) / (max(arrivals) - started),
+        "p50": float(np.percentile(latencies, 50)),
+        "p99": float(np.percentile(latencies, 99)),
+    }
 
 
 def raw_model_rate(scorer: Scorer, beats: np.ndarray, batch: int) -> float:
@@ -100,7 +94,18 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def daemon_run(broker: BrokerAddress, messages: list[tuple[str, bytes]], args: argparse.Namespace) -> dict[str, float]:
+def wait_healthy(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"daemon not healthy within {timeout}s")
+
+
+def daemon_run(broker: BrokerAddress, lines: list[bytes], args: argparse.Namespace) -> dict[str, float]:
     metrics_port = free_port()
     env = {
         **os.environ,
@@ -114,68 +119,43 @@ def daemon_run(broker: BrokerAddress, messages: list[tuple[str, bytes]], args: a
     }
     process = subprocess.Popen([sys.executable, "-m", "ecgwatch", "serve"], env=env)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/healthz", timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.2)
-        counter = Counter(broker, len(messages))
-        elapsed = blast(broker, messages, counter, timeout=600)
-        counter.close()
-        latencies = np.array(counter.latencies)
-        return {
-            "rate": len(messages) / elapsed,
-            "p50": float(np.percentile(latencies, 50)),
-            "p99": float(np.percentile(latencies, 99)),
-            "rss_mb": peak_rss_mb(process.pid),
-        }
+        wait_healthy(metrics_port)
+        result = blast(broker, lines, start_collector(broker, len(lines)), timeout=600)
+        return {**result, "rss_mb": peak_rss_mb(process.pid)}
     finally:
         process.terminate()
         process.wait(30)
 
 
-def naive_run(broker: BrokerAddress, messages: list[tuple[str, bytes]], scorer: Scorer) -> float:
-    """One message at a time in on_message: parse, score at batch 1, publish -- the obvious first version."""
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-naive-{free_port()}")
-
-    def on_message(c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
-        body = json.loads(message.payload)
-        received = time.time()
-        score = float(scorer.score(np.asarray([body["samples"]], dtype=np.float64)).scores[0])
-        device = message.topic.split("/")[1]
-        c.publish(
-            f"ecg/{device}/score", json.dumps({"seq": body["seq"], "score": score, "received_at": received}), qos=1
-        )
-
-    client.on_message = on_message
-    client.connect(broker.host, broker.port)
-    client.subscribe("ecg/+/beat", qos=1)
-    client.loop_start()
-    counter = Counter(broker, len(messages))
+def naive_run(broker: BrokerAddress, lines: list[bytes], args: argparse.Namespace) -> float:
+    """The obvious first version (benchmarks/naive_consumer.py), in its own process like the daemon."""
+    command = [sys.executable, "-m", "benchmarks.naive_consumer", "--port", str(broker.port)]
+    command += ["--count", str(len(lines)), "--threads", str(args.threads)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
-        return len(messages) / blast(broker, messages, counter, timeout=900)
+        assert process.stdout is not None
+        if process.stdout.readline().strip() != "subscribed":
+            raise RuntimeError("naive consumer did not start")
+        return blast(broker, lines, start_collector(broker, len(lines)), timeout=900)["rate"]
     finally:
-        counter.close()
-        client.loop_stop()
-        client.disconnect()
+        process.terminate()
+        process.wait(30)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--beats", type=int, default=4000)
-    parser.add_argument("--naive-beats", type=int, default=1000)
+    parser.add_argument("--beats", type=int, default=8000)
+    parser.add_argument("--naive-beats", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     beats = load_ecg5000().x
     scorer = Scorer(artifact.load(artifact.REFERENCE_MODEL_DIR), torch.device("cpu"))
-    raw = raw_model_rate(scorer, beats[: args.beats], args.batch)
+    raw = raw_model_rate(scorer, np.resize(beats, (args.beats, beats.shape[1])), args.batch)
     with mosquitto("/usr/sbin/mosquitto") as broker:
-        served = daemon_run(broker, payloads(beats, args.beats), args)
-        naive = naive_run(broker, payloads(beats, args.naive_beats), scorer)
+        served = daemon_run(broker, payload_lines(beats, args.beats), args)
+        naive = naive_run(broker, payload_lines(beats, args.naive_beats), args)
     print(f"model {scorer.loaded.version}, {args.threads} threads, batch {args.batch}, {args.beats} beats")
     report(f"raw batched model (batch {args.batch})", raw, "beats/s")
     report("daemon end to end through Mosquitto", served["rate"], "beats/s")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 
 from ecgwatch.preprocess import resample_linear
 
@@ -73,6 +74,9 @@ def device_from_topic(topic: str, pattern: str) -> str:
     return device
 
 
+NUMBER_TYPES = frozenset((int, float))  # exact types: JSON true/false parse to bool, which is not a sample
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -81,23 +85,37 @@ def _decode(payload: bytes, limits: BeatLimits) -> dict[str, Any]:
     if len(payload) > limits.max_payload_bytes:
         raise InvalidBeat("too_large", f"{len(payload)} bytes > limit {limits.max_payload_bytes}")
     try:
-        document = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidBeat("not_json", str(exc)) from None
+        document = orjson.loads(payload)  # the hot path: several times faster than the stdlib
+    except orjson.JSONDecodeError:
+        document = _decode_lenient(payload)
     if not isinstance(document, dict):
         raise InvalidBeat("not_an_object", f"expected a JSON object, got {type(document).__name__}")
     return document
 
 
+def _decode_lenient(payload: bytes) -> Any:
+    """Second opinion from the stdlib, which also reads NaN, Infinity and huge numbers.
+
+    A watch that sends ``NaN`` should hear "non_finite", not "not_json": the value checks reject it next.
+    """
+    try:
+        return json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidBeat("not_json", str(exc)) from None
+
+
 def _samples(document: dict[str, Any], limits: BeatLimits) -> np.ndarray:
     samples = document.get("samples")
-    if not isinstance(samples, list) or not all(_number(v) for v in samples):
+    if not isinstance(samples, list) or not set(map(type, samples)) <= NUMBER_TYPES:
         raise InvalidBeat("bad_samples", "'samples' must be a list of numbers")
     if not limits.min_samples <= len(samples) <= limits.max_samples:
         raise InvalidBeat(
             "length_out_of_bounds", f"{len(samples)} samples, accepted {limits.min_samples}..{limits.max_samples}"
         )
-    values = np.asarray(samples, dtype=np.float64)
+    try:
+        values = np.asarray(samples, dtype=np.float64)
+    except OverflowError:  # an integer beyond float range
+        raise InvalidBeat("non_finite", "samples contain a number too large for a float") from None
     if not np.isfinite(values).all():
         raise InvalidBeat("non_finite", "samples contain NaN or infinity")
     return values
@@ -129,7 +147,7 @@ def dead_letter(topic: str, payload: bytes, error: InvalidBeat, received_at: flo
         original: Any = payload.decode("utf-8")
     except UnicodeDecodeError:
         original = {"base64": base64.b64encode(payload).decode("ascii")}
-    return json.dumps(
+    return orjson.dumps(
         {
             "topic": topic,
             "reason": error.reason,
@@ -137,7 +155,7 @@ def dead_letter(topic: str, payload: bytes, error: InvalidBeat, received_at: flo
             "received_at": received_at,
             "payload": original,
         }
-    ).encode()
+    )
 
 
 def score_event(

@@ -6,7 +6,6 @@ micro-batches, runs the model and publishes; the main thread handles signals and
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import signal
@@ -17,6 +16,7 @@ from pathlib import Path
 from types import FrameType
 
 import numpy as np
+import orjson
 import paho.mqtt.client as mqtt
 import torch
 
@@ -199,7 +199,7 @@ class Service:
         if not targets:
             done()
             return
-        payload = json.dumps(event).encode()
+        payload = orjson.dumps(event)
         key = self.mqtt.tracker.begin(len(targets), done)
         for _, topic in targets:
             self.mqtt.publish_for(key, topic, payload)

@@ -52,3 +52,28 @@ def test_score_event_fields() -> None:
     assert event["peak_error_fraction"] == [round(40 / 140, 3), round(60 / 140, 3)]
     assert event["model"] == "m1"
     assert json.loads(json.dumps(event)) == event
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b'{"seq": 1, "samples": [NaN' + b", 1.0" * 139 + b"]}", "non_finite"),
+        (b'{"seq": 1, "samples": [-Infinity' + b", 1.0" * 139 + b"]}", "non_finite"),
+        (b'{"seq": 1, "samples": [1e999' + b", 1.0" * 139 + b"]}", "non_finite"),
+        (b'{"seq": 1, "samples": [' + str(10**400).encode() + b", 1.0" * 139 + b"]}", "non_finite"),
+        (b'{"seq": 1, "samples": [true' + b", 1.0" * 139 + b"]}", "bad_samples"),
+        (b'{"seq": 1, "samples": ["1.0"' + b", 1.0" * 139 + b"]}", "bad_samples"),
+        (b'{"seq": 1, "samples": [null' + b", 1.0" * 139 + b"]}", "bad_samples"),
+        (b'{"seq": 1, "samples": [1.0,' + b" 1.0," * 139 + b"]}", "not_json"),
+        (b'{"seq": 1, "samples": [1.0' + b", 1.0" * 139 + b"]", "not_json"),
+    ],
+)
+def test_values_json_allows_but_a_beat_cannot_hold(raw: bytes, reason: str) -> None:
+    with pytest.raises(InvalidBeat) as info:
+        parse_beat("ecg/a/beat", raw, "ecg/+/beat", LIMITS)
+    assert info.value.reason == reason
+
+
+def test_integer_samples_are_numbers() -> None:
+    beat = parse_beat("ecg/a/beat", payload(samples=list(range(140))), "ecg/+/beat", LIMITS)
+    np.testing.assert_array_equal(beat.samples, np.arange(140, dtype=np.float64))
