@@ -168,6 +168,7 @@ def score_event(
 ) -> dict[str, Any]:
     """One score message; ``peak`` is the sample range, in the model's frame, that the score comes from."""
     length = len(beat.samples)
+    start, end = int(peak[0]), int(peak[1])  # plain Python numbers throughout: orjson refuses numpy scalars
     return {
         "device_id": beat.device_id,
         "seq": beat.seq,
@@ -176,7 +177,7 @@ def score_event(
         "threshold": round(float(threshold), 6),
         "anomaly": bool(score > threshold),
         "model": model_version,
-        "peak_error_samples": [int(peak[0]), int(peak[1])],
-        "peak_error_fraction": [round(peak[0] / length, 3), round(peak[1] / length, 3)],
-        **{k: round(v, 6) for k, v in timing.items()},
+        "peak_error_samples": [start, end],
+        "peak_error_fraction": [round(start / length, 3), round(end / length, 3)],
+        **{k: round(float(v), 6) for k, v in timing.items()},
     }

@@ -78,6 +78,7 @@ class Service:
         self.queue: queue.Queue[Pending] = queue.Queue(maxsize=settings.batch.queue_size)
         self.stopping = threading.Event()
         self.drained = threading.Event()
+        self.failed = threading.Event()
         self.reload_requested = threading.Event()
         self._signals = 0
         self.mqtt = MqttSession(
@@ -144,6 +145,18 @@ class Service:
 
     # --- scoring thread ----------------------------------------------------------------------------
     def _score_loop(self) -> None:
+        """Runs until drained; if it dies, the whole daemon stops with an error so systemd restarts it.
+
+        A daemon that looks healthy but scores nothing is the worst failure: beats pile up unacknowledged.
+        """
+        try:
+            self._score_until_drained()
+        except Exception:
+            log.critical("scoring thread failed; stopping so the service manager restarts us", exc_info=True)
+            self.failed.set()
+            self.stopping.set()
+
+    def _score_until_drained(self) -> None:
         batch_cfg = self.settings.batch
         last_ping = 0.0
         while True:
@@ -206,6 +219,8 @@ class Service:
 
     # --- lifecycle (main thread) ------------------------------------------------------------------
     def healthy(self) -> tuple[bool, str]:
+        if self.failed.is_set():
+            return False, "scoring failed"
         if self.stopping.is_set():
             return False, "stopping"
         if not self.mqtt.connected.is_set():
@@ -287,7 +302,8 @@ class Service:
         self.notifier.stopping()
         grace = self.settings.grace_period_s
         deadline = time.monotonic() + grace
-        self.drained.wait(grace)
+        if not self.failed.is_set():
+            self.drained.wait(grace)
         idle = self.mqtt.tracker.wait_idle(max(0.0, deadline - time.monotonic()))
         if not idle or not self.drained.is_set():
             log.warning(
@@ -298,4 +314,4 @@ class Service:
         if self.http:
             self.http.stop()
         log.info("stopped")
-        return 0
+        return 1 if self.failed.is_set() else 0

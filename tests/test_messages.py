@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import orjson
 import pytest
 
 from ecgwatch.messages import BeatLimits, InvalidBeat, device_from_topic, parse_beat, score_event
@@ -46,12 +47,14 @@ def test_limits_are_configurable() -> None:
 
 def test_score_event_fields() -> None:
     beat = parse_beat("ecg/w1/beat", payload(), "ecg/+/beat", LIMITS)
-    event = score_event(beat, 0.7, 0.5, "m1", (40, 60), {"inference_s": 0.002})
+    event = score_event(
+        beat, np.float32(0.7), 0.5, "m1", (np.int64(40), np.int64(60)), {"inference_s": np.float64(0.002)}
+    )
     assert event["anomaly"] is True
     assert event["peak_error_samples"] == [40, 60]
     assert event["peak_error_fraction"] == [round(40 / 140, 3), round(60 / 140, 3)]
     assert event["model"] == "m1"
-    assert json.loads(json.dumps(event)) == event
+    assert json.loads(orjson.dumps(event)) == event  # numpy scalars from the scorer serialise as plain numbers
 
 
 @pytest.mark.parametrize(

@@ -35,10 +35,10 @@ class ImageTrainConfig:
     latent: int = 32
     epochs: int = 10
     batch_size: int = 128
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-3  # one-cycle peak
     noise: str = "gaussian"
     sigma: float = 0.5
-    l1_weight: float = 1e-3
+    l1_weight: float = 1e-4
     kl_weight: float = 0.1
     rho: float = 0.05
     contractive_weight: float = 1e-4
@@ -95,6 +95,11 @@ def train_images(
     torch.manual_seed(config.seed)
     model = build_image_model(ImageAEConfig(config.variant, config.latent))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    steps_per_epoch = -(-len(train) // config.batch_size)
+    # One-cycle (warm up, then anneal to ~0), as for the ECG model: the last epochs polish at a low rate.
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, config.learning_rate, total_steps=max(1, config.epochs * steps_per_epoch)
+    )
     clean_all = torch.as_tensor(train.reshape(len(train), -1), dtype=torch.float32)
     generator = torch.Generator().manual_seed(config.seed)
     history = ImageHistory()
@@ -114,6 +119,7 @@ def train_images(
             optimizer.zero_grad(set_to_none=True)
             terms["total"].backward()
             optimizer.step()
+            schedule.step()
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + value.item() * len(index)
         means = {name: total / len(order) for name, total in sums.items()}

