@@ -81,3 +81,38 @@ def test_images_cli_writes_weights_metrics_and_progress_grids(tmp_path, data_roo
     assert len(metrics["history"]["loss"]) == 2
     assert (out / "model.safetensors").is_file()
     assert sorted(p.name for p in out.glob("progress_epoch*.png")) == ["progress_epoch000.png", "progress_epoch001.png"]
+
+
+def test_images_report_command_writes_every_section_and_figure(tmp_path, data_root) -> None:
+    """The whole report from one command, on a 300-image slice so it runs in seconds."""
+    import json
+
+    from ecgwatch.models.image import VARIANTS
+    from training.cli import main
+    from training.image_report import SWEEP_LATENTS
+
+    out = tmp_path / "report"
+    args = ["images-report", "--data", str(data_root), "--out", str(out), "--epochs", "1", "--max-images", "300"]
+    assert main(args) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["train_images"] == report["test_images"] == 300
+    trained = {r["config"]["variant"] for r in report["results"].values()}
+    assert trained == set(VARIANTS)
+    for name, result in report["results"].items():
+        if result["config"]["variant"] in ("denoising", "conv-denoising"):
+            assert set(result["denoising"]) == {"gaussian", "speckle"}, name
+    sweep = report["latent_sweep_test_mse"]
+    assert [int(k) for k in sweep["PCA"]] == list(SWEEP_LATENTS)
+    assert all(0 < v < 1 for v in sweep["vanilla AE"].values())
+    markdown = (out / "report.md").read_text()
+    for figure in (
+        "triptych_gaussian",
+        "triptych_speckle",
+        "latent_scatter",
+        "vae_samples_interpolation",
+        "latent_sweep",
+    ):
+        png = out / f"{figure}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", figure
+        assert f"]({figure}.png)" in markdown
+    assert "## Latent size sweep" in markdown

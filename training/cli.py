@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("images-report", help="train and evaluate every image variant; figures and report.md")
     _add_common(rep)
     rep.add_argument("--out", required=True, type=Path)
-    rep.add_argument("--epochs", type=int, default=8)
+    rep.add_argument("--epochs", type=int, default=10)
+    rep.add_argument("--max-images", type=int, help="use only the first N train and test images (a quick look)")
     return parser
 
 
@@ -122,7 +123,7 @@ def _run(args: argparse.Namespace) -> None:
         _images(args)
         return
     if args.command == "images-report":
-        run_report(args.data, args.out, args.epochs)
+        run_report(args.data, args.out, args.epochs, args.max_images)
         print(f"report: {args.out / 'report.md'}")
         return
     beats = load_ecg5000(args.data)

@@ -105,10 +105,12 @@ def _latent_sweep(train: np.ndarray, test: np.ndarray, epochs: int, out: Path) -
     return sweep
 
 
-def run_report(data: str | None, out: Path, epochs: int) -> dict[str, Any]:
+def run_report(data: str | None, out: Path, epochs: int, max_images: int | None = None) -> dict[str, Any]:
+    """``max_images`` caps the train and test sets: a quick smoke run of the whole report, for tests."""
     out.mkdir(parents=True, exist_ok=True)
     train_split, test_split = load_mnist("train", data), load_mnist("test", data)
-    train, test = train_split.unit(), test_split.unit()
+    train, test = train_split.unit()[:max_images], test_split.unit()[:max_images]
+    test_labels = test_split.y[:max_images]
     results: dict[str, Any] = {}
     models: dict[str, torch.nn.Module] = {}
     for config in _runs(epochs):
@@ -132,16 +134,30 @@ def run_report(data: str | None, out: Path, epochs: int) -> dict[str, Any]:
         _triptych(denoisers, test, kind, sigma, out / f"triptych_{kind}.png")
     vae = models["vae"]
     assert isinstance(vae, VariationalAutoencoder)
-    _vae_figures(vae, test, test_split.y, out)
+    _vae_figures(vae, test, test_labels, out)
     sweep = _latent_sweep(train, test, epochs, out)
-    report = {"epochs": epochs, "results": results, "latent_sweep_test_mse": sweep}
+    report = {
+        "epochs": epochs,
+        "train_images": len(train),
+        "test_images": len(test),
+        "results": results,
+        "latent_sweep_test_mse": sweep,
+    }
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "report.md").write_text(_markdown(report))
     return report
 
 
 def _markdown(report: dict[str, Any]) -> str:
-    lines = [f"# Image autoencoders on MNIST ({report['epochs']} epochs each)", "", "## Test reconstruction MSE", ""]
+    lines = [
+        f"# Image autoencoders on MNIST ({report['epochs']} epochs each)",
+        "",
+        f"{report['train_images']} training and {report['test_images']} test images; reproduce with",
+        f"`ecgwatch-train images-report --data DIR --out DIR --epochs {report['epochs']}`.",
+        "",
+        "## Test reconstruction MSE",
+        "",
+    ]
     lines += ["| variant | test MSE | extra |", "| --- | --- | --- |"]
     for name, r in report["results"].items():
         extra = {
