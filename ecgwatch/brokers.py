@@ -21,6 +21,7 @@ class BrokerAddress:
     port: int
     protocol: str  # "5" or "3.1.1": what the daemon should speak to it
     kind: str
+    pid: int | None = None  # our own Mosquitto's process, for CPU accounting in benchmarks
 
 
 def free_port() -> int:
@@ -48,7 +49,7 @@ def mosquitto(binary: str) -> Iterator[BrokerAddress]:
         process = subprocess.Popen([binary, "-c", str(config)], stderr=subprocess.DEVNULL)  # noqa: S603 - our own config
         try:
             _wait_accepting(port, 10)
-            yield BrokerAddress("127.0.0.1", port, "5", "mosquitto")
+            yield BrokerAddress("127.0.0.1", port, "5", "mosquitto", process.pid)
         finally:
             process.terminate()
             process.wait(10)
