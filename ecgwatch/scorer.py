@@ -46,6 +46,20 @@ def reconstruct(
     return np.concatenate(outputs)
 
 
+def check_precision(model: torch.nn.Module, seq_len: int, device: torch.device, precision: str) -> None:
+    """Fail at start-up, not on the first beat, when this machine cannot run ``precision``.
+
+    oneDNN has bf16 LSTM kernels only for CPUs with AVX-512 (or AMX); on an AVX2-only CPU autocast fails.
+    """
+    try:
+        reconstruct(model, np.zeros((1, seq_len)), device, precision)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"precision {precision} is not supported on this {device.type} (oneDNN: {str(exc).splitlines()[0]}); "
+            "set model.precision = fp32"
+        ) from None
+
+
 def cumulative_error(x: np.ndarray, recon: np.ndarray) -> np.ndarray:
     """Running sum of |x - recon| along each beat, with a leading zero: any window's mean is two lookups."""
     error = np.abs(np.asarray(recon, dtype=np.float64) - x)
@@ -83,6 +97,7 @@ class Scorer:
         self.device = device
         self.precision = precision
         self.model = loaded.model.to(device).eval()
+        check_precision(self.model, loaded.seq_len, device, precision)
         self.ddof = int(loaded.metadata["input"]["zscore_ddof"])
         self.window = int(loaded.metadata["score"]["window"])
 

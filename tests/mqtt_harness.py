@@ -79,7 +79,12 @@ class Collector:
     def __init__(self, port: int, topics: Iterable[str] = ("ecg/+/score", "ecg/+/anomaly", "ecgwatch/#")) -> None:
         self.messages: list[tuple[str, Any]] = []
         self.lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"collector-{free_port()}")
+        # A persistent session, like a real subscriber's: the broker (persistence on) keeps its subscription and
+        # queues scores while it is down or restarting, and paho reconnects by itself.
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"collector-{free_port()}", clean_session=False
+        )
+        self.client.reconnect_delay_set(1, 2)
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, *_: [c.subscribe(t, qos=1) for t in topics]
         self.client.connect("127.0.0.1", port)

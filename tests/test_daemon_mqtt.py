@@ -192,13 +192,9 @@ def test_broker_restart_mid_stream_loses_nothing(broker, harness, daemons, model
     late = Publisher(broker.port)
     publish_beats(late, ecg_beats.x[300:400], first_seq=300)
     late.close()
-    collector.close()
-    collector2 = Collector(broker.port)  # the old collector's clean session died with the broker
-    try:
-        seen = collector.scored_seqs()
-        wait_for(lambda: len(seen | collector2.scored_seqs()) == 400, 60, "every beat scored across the restart")
-    finally:
-        collector2.close()
+    # The collector's persistent session survives the restart too, so a score the daemon published while the
+    # collector was reconnecting is queued for it, not lost to the test.
+    wait_for(lambda: len(collector.scored_seqs()) == 400, 60, "every beat scored across the restart")
 
 
 def test_sigterm_drains_and_exits_zero(broker, harness, daemons, model_dir, tmp_path, ecg_beats) -> None:

@@ -8,7 +8,7 @@ import torch
 
 from ecgwatch import artifact
 from ecgwatch.models import RecurrentAEConfig, RecurrentAutoencoder
-from ecgwatch.scorer import LOCATION_WINDOW, Scorer, reconstruct, window_scores
+from ecgwatch.scorer import LOCATION_WINDOW, Scorer, check_precision, reconstruct, window_scores
 from training.ecg_pipeline import prepared
 
 
@@ -52,11 +52,20 @@ def test_runtime_scorer_equals_training_score(tmp_path: Path, ecg_beats, window:
     assert (served.peak_end - served.peak_start == LOCATION_WINDOW).all()
 
 
-def test_bf16_path_stays_close_to_fp32(ecg_beats) -> None:
+def test_bf16_path_stays_close_to_fp32_or_is_refused_up_front(ecg_beats) -> None:
+    """bf16 LSTM kernels need AVX-512; on other CPUs the scorer must refuse bf16 with a message, not crash later."""
     torch.manual_seed(0)
     model = RecurrentAutoencoder(RecurrentAEConfig(embedding_dim=8)).eval()
     x = ecg_beats.x[:16]
     fp32 = reconstruct(model, x, torch.device("cpu"), "fp32")
+    try:
+        check_precision(model, x.shape[1], torch.device("cpu"), "bf16")
+    except ValueError:
+        with pytest.raises(ValueError, match=r"set model\.precision = fp32"):
+            check_precision(model, x.shape[1], torch.device("cpu"), "bf16")
+        with pytest.raises(RuntimeError):  # the refusal is truthful: the real path fails too
+            reconstruct(model, x, torch.device("cpu"), "bf16")
+        return
     bf16 = reconstruct(model, x, torch.device("cpu"), "bf16")
     assert fp32.dtype == bf16.dtype == np.float32
     assert np.abs(fp32 - bf16).max() < 0.05
