@@ -97,7 +97,8 @@ class Scorer:
         self.device = device
         self.precision = precision
         self.model = loaded.model.to(device).eval()
-        check_precision(self.model, loaded.seq_len, device, precision)
+        if precision != "fp32":  # fp32 runs everywhere; only bf16 needs the probe at start-up and on reload
+            check_precision(self.model, loaded.seq_len, device, precision)
         self.ddof = int(loaded.metadata["input"]["zscore_ddof"])
         self.window = int(loaded.metadata["score"]["window"])
 

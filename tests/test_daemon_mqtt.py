@@ -37,14 +37,6 @@ def make_model(directory: Path, version: str, seed: int = 0, threshold: float = 
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    b = Broker(tmp_path / "broker")
-    b.start()
-    yield b
-    b.stop()
-
-
-@pytest.fixture
 def model_dir(tmp_path: Path, ecg_beats) -> Path:
     # Threshold in the middle of real scores, so both score and anomaly topics carry traffic.
     path = make_model(tmp_path / "model", "test-model-a")

@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
-import pytest
 
 from ecgwatch.config import Settings
 from ecgwatch.service import Service
-from tests.mqtt_harness import Broker, Publisher, wait_for
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    broker = Broker(tmp_path / "broker")
-    broker.start()
-    yield broker
-    broker.stop()
+from tests.mqtt_harness import Publisher, wait_for
 
 
 def test_a_crashing_scorer_stops_the_daemon_with_exit_code_1(broker, tmp_path, ecg_beats, monkeypatch) -> None:
