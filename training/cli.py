@@ -20,7 +20,7 @@ from training.ecg_trainer import TrainConfig
 from training.evaluate import evaluate
 from training.image_eval import progress_grid, variant_metrics
 from training.image_report import run_report
-from training.image_trainer import ImageTrainConfig, train_images
+from training.image_trainer import DENOISE_LOSSES, ImageTrainConfig, train_images
 from training.sweep import run_sweep
 
 log = logging.getLogger("ecgwatch.train")
@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--latent", type=int, default=ImageTrainConfig.latent)
     im.add_argument("--noise", choices=NOISE_KINDS, default="gaussian", help="noise the denoisers train on")
     im.add_argument("--sigma", type=float, default=ImageTrainConfig.sigma)
+    im.add_argument(
+        "--denoise-loss", choices=DENOISE_LOSSES, default=ImageTrainConfig.denoise_loss, help="what denoisers minimise"
+    )
     im.add_argument("--epochs", type=int, default=ImageTrainConfig.epochs)
     im.add_argument("--seed", type=int, default=0)
     rep = sub.add_parser("images-report", help="train and evaluate every image variant; figures and report.md")
@@ -84,7 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _images(args: argparse.Namespace) -> None:
     config = ImageTrainConfig(
-        variant=args.variant, latent=args.latent, noise=args.noise, sigma=args.sigma, epochs=args.epochs, seed=args.seed
+        variant=args.variant,
+        latent=args.latent,
+        noise=args.noise,
+        sigma=args.sigma,
+        denoise_loss=args.denoise_loss,
+        epochs=args.epochs,
+        seed=args.seed,
     )
     train, test = load_mnist("train", args.data).unit(), load_mnist("test", args.data).unit()
     args.out.mkdir(parents=True, exist_ok=True)

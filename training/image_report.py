@@ -154,6 +154,8 @@ def _markdown(report: dict[str, Any]) -> str:
         "",
         f"{report['train_images']} training and {report['test_images']} test images; reproduce with",
         f"`ecgwatch-train images-report --data DIR --out DIR --epochs {report['epochs']}`.",
+        "The denoisers (the seed's MLP and the convolutional U-Net) minimise minus the mean per-image PSNR;",
+        "the other variants minimise MSE plus their own penalty. Noise is drawn afresh every epoch.",
         "",
         "## Test reconstruction MSE",
         "",
