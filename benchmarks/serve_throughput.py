@@ -105,15 +105,18 @@ def blast(
     consumer_cpu, broker_cpu, clients_cpu = (
         after - before for after, before in zip(cpu_after, cpu_before, strict=True)
     )
-    arrivals, latencies = [], []
+    arrivals, latencies, queued = [], [], []
     for line in output.splitlines():
         arrived, _, payload = line.partition(" ")
+        event = json.loads(payload)
         arrivals.append(float(arrived))
-        latencies.append(float(arrived) - json.loads(payload)["received_at"])
+        latencies.append(float(arrived) - event["received_at"])
+        queued.append(event.get("queued_s", float("nan")))  # the naive consumer has no queue
     return {
         "rate": len(lines) / (max(arrivals) - started),
         "p50": float(np.percentile(latencies, 50)),
         "p99": float(np.percentile(latencies, 99)),
+        "queued_p50": float(np.percentile(queued, 50)),
         "consumer_cpu_us": consumer_cpu / len(lines) * 1e6,
         "broker_cpu_us": broker_cpu / len(lines) * 1e6,
         "clients_cpu_us": clients_cpu / len(lines) * 1e6,
@@ -174,6 +177,7 @@ def daemon_run(broker: BrokerAddress, lines: list[bytes], args: argparse.Namespa
             "paced_rate": paced_rate,
             "paced_p50": paced["p50"],
             "paced_p99": paced["p99"],
+            "paced_queued_p50": paced["queued_p50"],
             "rss_mb": peak_rss_mb(process.pid),
         }
     finally:
@@ -222,6 +226,7 @@ def main() -> None:
     report("latency p99 at saturation", served["p99"] * 1000, "ms")
     report(f"latency p50 paced at {served['paced_rate']:.0f} beats/s", served["paced_p50"] * 1000, "ms")
     report(f"latency p99 paced at {served['paced_rate']:.0f} beats/s", served["paced_p99"] * 1000, "ms")
+    report("  of which waiting in the daemon's queue (p50)", served["paced_queued_p50"] * 1000, "ms")
     report("daemon peak resident memory (VmHWM)", served["rss_mb"], "MB")
     print("CPU time per beat, all threads (where the cores go):")
     report("  model alone, batched", model_cpu_us, "us")

@@ -165,9 +165,9 @@ class ConvDenoisingAutoencoder(nn.Module):
 
     def __init__(self, width: int = 32) -> None:
         super().__init__()
-        self.full = _conv_block(1, width)
-        self.half = _conv_block(width, width, stride=2)
-        self.code = _conv_block(width, 2 * width, stride=2)
+        self.enc_full = _conv_block(1, width)
+        self.enc_half = _conv_block(width, width, stride=2)
+        self.enc_code = _conv_block(width, 2 * width, stride=2)
         self.up_half = nn.ConvTranspose2d(2 * width, width, 2, stride=2)
         self.merge_half = nn.Sequential(nn.Conv2d(2 * width, width, 3, padding=1), nn.ReLU())
         self.up_full = nn.ConvTranspose2d(width, width, 2, stride=2)
@@ -176,9 +176,9 @@ class ConvDenoisingAutoencoder(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        full = self.full(x)
-        half = self.half(full)
-        code = self.code(half)
+        full = self.enc_full(x)
+        half = self.enc_half(full)
+        code = self.enc_code(half)
         y = self.merge_half(torch.cat([self.up_half(code), half], dim=1))
         return self.head(torch.cat([self.up_full(y), full, x], dim=1)), code
 
