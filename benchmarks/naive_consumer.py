@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--count", type=int, required=True)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     scorer = Scorer(artifact.load(artifact.REFERENCE_MODEL_DIR), torch.device("cpu"))
@@ -43,6 +43,7 @@ def main() -> None:
             done.set()
 
     def on_connect(client: mqtt.Client, *_a: Any) -> None:
+        torch.set_num_threads(args.threads)  # in paho's thread, which runs the model (as the daemon does)
         client.subscribe("ecg/+/beat", qos=1)
         print("subscribed", flush=True)
 

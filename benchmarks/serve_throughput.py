@@ -226,7 +226,7 @@ def main() -> None:
     parser.add_argument("--beats", type=int, default=8000)
     parser.add_argument("--naive-beats", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, for the raw model and both consumers")
     parser.add_argument("--paced-fraction", type=float, default=0.5, help="latency run at this share of capacity")
     parser.add_argument("--paced-seconds", type=float, default=10.0)
     args = parser.parse_args()

@@ -78,7 +78,9 @@ class BatchSettings(Section):
     max_size: int = Field(64, ge=1, le=4096, description="largest micro-batch scored at once")
     max_wait_ms: float = Field(20.0, ge=0, description="longest a beat waits for its batch to fill")
     queue_size: int = Field(1024, ge=1, description="beats held in memory; beyond it the broker holds them")
-    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+    threads: int | None = Field(
+        1, ge=1, description="torch CPU threads for the model (1: fastest for this small LSTM; unset: torch's choice)"
+    )
 
 
 class LimitSettings(Section):
