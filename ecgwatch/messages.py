@@ -78,7 +78,7 @@ NUMBER_TYPES = frozenset((int, float))  # exact types: JSON true/false parse to 
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return type(value) in NUMBER_TYPES
 
 
 def _decode(payload: bytes, limits: BeatLimits) -> dict[str, Any]:
