@@ -8,7 +8,7 @@ import torch
 
 from ecgwatch import artifact
 from ecgwatch.models import RecurrentAEConfig, RecurrentAutoencoder
-from ecgwatch.scorer import LOCATION_WINDOW, Scorer, check_precision, reconstruct, window_scores
+from ecgwatch.scorer import LOCATION_WINDOW, Scorer, check_precision, error_scale, reconstruct, window_scores
 from training.ecg_pipeline import prepared
 
 
@@ -33,23 +33,41 @@ def test_window_points_at_the_corrupted_stretch() -> None:
     assert scores[0] == pytest.approx(10 * 3.0 / 20)
 
 
-@pytest.mark.parametrize("window", [20, 140])
-def test_runtime_scorer_equals_training_score(tmp_path: Path, ecg_beats, window: int) -> None:
+def test_error_scale_is_the_per_position_rms_error_and_scaled_scores_divide_by_it() -> None:
+    rng = np.random.default_rng(1)
+    x, recon = rng.normal(size=(50, 140)), rng.normal(size=(50, 140))
+    scale = error_scale(x, recon)
+    for t in (0, 70, 139):
+        assert scale[t] == pytest.approx(np.sqrt(np.mean((recon[:, t] - x[:, t]) ** 2)))
+    scaled, _ = window_scores(x, recon, 140, scale)
+    np.testing.assert_allclose(scaled, (np.abs(recon - x) / scale).mean(axis=1))
+    assert (error_scale(x, x) > 0).all()  # a perfect reconstruction must not make a later division blow up
+
+
+def _artifact(tmp_path: Path, score: dict[str, object]) -> artifact.LoadedModel:
     torch.manual_seed(0)
     model = RecurrentAutoencoder(RecurrentAEConfig(embedding_dim=8)).eval()
-    meta = {
-        "version": "t",
-        "input": {"seq_len": 140, "zscore_ddof": 1},
-        "score": {"window": window},
-        "threshold": {"value": 1.0},
-    }
-    loaded = artifact.load(artifact.save(model, meta, tmp_path / "m"))
+    meta = {"version": "t", "input": {"seq_len": 140, "zscore_ddof": 1}, "score": score, "threshold": {"value": 1.0}}
+    return artifact.load(artifact.save(model, meta, tmp_path / "m"))
+
+
+@pytest.mark.parametrize(("window", "scaled"), [(20, False), (140, False), (20, True)])
+def test_runtime_scorer_equals_training_score(tmp_path: Path, ecg_beats, window: int, scaled: bool) -> None:
+    scale = np.linspace(0.05, 0.4, 140) if scaled else None
+    loaded = _artifact(tmp_path, {"window": window, **({"error_scale": scale.tolist()} if scaled else {})})
     beats = ecg_beats.subset(np.arange(40))
     served = Scorer(loaded, torch.device("cpu")).score(beats.x * 7.5 + 3.0)  # raw amplitude and offset
     x = prepared(beats)
-    offline = window_scores(x, reconstruct(loaded.model, x, torch.device("cpu")), window)[0]
+    offline = window_scores(x, reconstruct(loaded.model, x, torch.device("cpu")), window, scale)[0]
     np.testing.assert_allclose(served.scores, offline, atol=1e-5)
     assert (served.peak_end - served.peak_start == LOCATION_WINDOW).all()
+
+
+@pytest.mark.parametrize("bad", [[0.1] * 139, [0.1] * 139 + [0.0], [0.1] * 139 + [float("nan")], ["a"] * 140, 0.1])
+def test_malformed_error_scale_stops_the_scorer(tmp_path: Path, bad: object) -> None:
+    loaded = _artifact(tmp_path, {"window": 20, "error_scale": bad})
+    with pytest.raises(artifact.ArtifactError, match=r"score\.error_scale must be 140 positive numbers"):
+        Scorer(loaded, torch.device("cpu"))
 
 
 def test_bf16_path_stays_close_to_fp32_or_is_refused_up_front(ecg_beats) -> None:

@@ -8,8 +8,8 @@ import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
 
-from ecgwatch.scorer import window_scores
-from training.ecg_pipeline import auroc_by_score_kind, score_kinds
+from ecgwatch.scorer import error_scale
+from training.ecg_pipeline import ScoreKind, auroc_by_score_kind, score_kinds
 
 PCA_COMPONENTS = (2, 3, 5, 8, 12, 16, 24, 32)
 
@@ -19,7 +19,8 @@ class PCABaseline:
     """Reconstruction error from a k-component PCA, scored with the same score kinds as the autoencoder."""
 
     pca: PCA
-    window: int
+    kind: ScoreKind
+    scale: np.ndarray  # per-position RMS error on the training beats, used by the scaled score kinds
 
     @property
     def k(self) -> int:
@@ -29,7 +30,7 @@ class PCABaseline:
         return self.pca.inverse_transform(self.pca.transform(x))
 
     def score(self, x: np.ndarray) -> np.ndarray:
-        return window_scores(x, self.reconstruct(x), self.window)[0]
+        return self.kind.scores(x, self.reconstruct(x), self.scale)
 
 
 def select_pca(
@@ -39,15 +40,15 @@ def select_pca(
     aurocs: dict[str, float] = {}
     best: PCABaseline | None = None
     best_auroc = -1.0
-    windows = score_kinds(train_x.shape[1])
+    kinds = {kind.name: kind for kind in score_kinds(train_x.shape[1])}
     for k in PCA_COMPONENTS:
         pca = PCA(n_components=k, random_state=seed).fit(train_x)
-        for kind, auroc in auroc_by_score_kind(
-            val_x, pca.inverse_transform(pca.transform(val_x)), val_is_anomaly
-        ).items():
-            aurocs[f"k={k} {kind}"] = auroc
+        scale = error_scale(train_x, pca.inverse_transform(pca.transform(train_x)))
+        val_recon = pca.inverse_transform(pca.transform(val_x))
+        for name, auroc in auroc_by_score_kind(val_x, val_recon, val_is_anomaly, scale).items():
+            aurocs[f"k={k} {name}"] = auroc
             if auroc > best_auroc:
-                best, best_auroc = PCABaseline(pca, windows[kind]), auroc
+                best, best_auroc = PCABaseline(pca, kinds[name], scale), auroc
     assert best is not None
     return best, aurocs
 

@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 from ecgwatch import artifact
 from ecgwatch.datasets import Beats, Split, make_split
 from ecgwatch.preprocess import ZSCORE, zscore
-from ecgwatch.scorer import cumulative_error, reconstruct, window_scores, worst_window
+from ecgwatch.scorer import error_scale, reconstruct, window_scores
 from training.ecg_trainer import CHECKPOINT_FILE, History, TrainConfig, Trainer
 from training.metrics import detection_metrics
 from training.threshold import f1_best_threshold, quantile_threshold
@@ -38,25 +38,45 @@ def prepared(beats: Beats) -> np.ndarray:
     return zscore(beats.x, ddof=ZSCORE_DDOF)
 
 
-def score_kinds(seq_len: int) -> dict[str, int]:
-    """The two scores we choose between on validation: the worst short window, or the whole beat (the seed's)."""
-    return {"max-window-mean-absolute-error": SCORE_WINDOW, "beat-mean-absolute-error": seq_len}
+@dataclass(frozen=True)
+class ScoreKind:
+    """How a beat's error curve becomes one score: averaged over its worst ``window`` samples, optionally
+    after dividing each sample's error by the usual error at that position on normal training beats."""
+
+    name: str
+    window: int
+    scaled: bool
+
+    def scores(self, x: np.ndarray, recon: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        return window_scores(x, recon, self.window, scale if self.scaled else None)[0]
 
 
-def auroc_by_score_kind(x: np.ndarray, recon: np.ndarray, is_anomaly: np.ndarray) -> dict[str, float]:
-    """AUROC of a reconstruction under each score kind."""
-    cumulative = cumulative_error(x, recon)
+def score_kinds(seq_len: int) -> tuple[ScoreKind, ...]:
+    """The scores chosen between on validation: worst short window or whole beat (the seed's), raw or scaled."""
+    return (
+        ScoreKind("max-window-mean-absolute-error", SCORE_WINDOW, scaled=False),
+        ScoreKind("beat-mean-absolute-error", seq_len, scaled=False),
+        ScoreKind("max-window-scaled-absolute-error", SCORE_WINDOW, scaled=True),
+        ScoreKind("beat-mean-scaled-absolute-error", seq_len, scaled=True),
+    )
+
+
+def auroc_by_score_kind(
+    x: np.ndarray, recon: np.ndarray, is_anomaly: np.ndarray, scale: np.ndarray
+) -> dict[str, float]:
+    """AUROC of a reconstruction under each score kind (``scale``: see :func:`ecgwatch.scorer.error_scale`)."""
     return {
-        kind: float(roc_auc_score(is_anomaly, worst_window(cumulative, window)[0]))
-        for kind, window in score_kinds(x.shape[1]).items()
+        kind.name: float(roc_auc_score(is_anomaly, kind.scores(x, recon, scale))) for kind in score_kinds(x.shape[1])
     }
 
 
-def choose_score_window(x: np.ndarray, recon: np.ndarray, is_anomaly: np.ndarray) -> tuple[int, dict[str, float]]:
+def choose_score_kind(
+    x: np.ndarray, recon: np.ndarray, is_anomaly: np.ndarray, scale: np.ndarray
+) -> tuple[ScoreKind, dict[str, float]]:
     """Pick the score kind with the best validation AUROC; the same rule is applied to the PCA baseline."""
-    aurocs = auroc_by_score_kind(x, recon, is_anomaly)
-    best = max(aurocs, key=lambda kind: aurocs[kind])
-    return score_kinds(x.shape[1])[best], aurocs
+    aurocs = auroc_by_score_kind(x, recon, is_anomaly, scale)
+    best = max(aurocs, key=lambda name: aurocs[name])
+    return next(kind for kind in score_kinds(x.shape[1]) if kind.name == best), aurocs
 
 
 def calibrate(
@@ -64,13 +84,13 @@ def calibrate(
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Score kind, threshold and metrics for a trained model: everything in the artifact but the recipe."""
     split = make_split(beats, split_seed)
-    x = {"val": prepared(split.val), "test": prepared(split.test)}
+    x = {"train": prepared(split.train), "val": prepared(split.val), "test": prepared(split.test)}
     recon = {name: reconstruct(model, part, device) for name, part in x.items()}
-    window, val_aurocs = choose_score_window(x["val"], recon["val"], split.val.is_anomaly)
-    scores = {name: window_scores(x[name], recon[name], window)[0] for name in x}
+    scale = error_scale(x["train"], recon["train"])
+    kind, val_aurocs = choose_score_kind(x["val"], recon["val"], split.val.is_anomaly, scale)
+    scores = {name: kind.scores(x[name], recon[name], scale) for name in ("val", "test")}
     threshold = quantile_threshold(scores["val"][~split.val.is_anomaly], target_fpr)
     f1_threshold, f1_val = f1_best_threshold(scores["val"], split.val.is_anomaly)
-    kind = next(k for k, w in score_kinds(x["val"].shape[1]).items() if w == window)
     metadata = {
         "input": {
             "seq_len": int(beats.x.shape[1]),
@@ -81,8 +101,9 @@ def calibrate(
             "sample_dtype": "float32",
         },
         "score": {
-            "kind": kind,
-            "window": window,
+            "kind": kind.name,
+            "window": kind.window,
+            **({"error_scale": scale.tolist(), "error_scale_from": "normal training beats"} if kind.scaled else {}),
             "predict": "score > threshold",
             "chosen_by": "validation AUROC",
             "validation_auroc_by_kind": val_aurocs,

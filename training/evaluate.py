@@ -12,10 +12,10 @@ import torch
 
 from ecgwatch import artifact
 from ecgwatch.datasets import Beats, make_split
-from ecgwatch.scorer import reconstruct, window_scores
+from ecgwatch.scorer import error_scale, reconstruct, scale_of, window_scores
 from training import plots
 from training.baselines import IsolationForestBaseline, select_pca
-from training.ecg_pipeline import auroc_by_score_kind, prepared, score_kinds
+from training.ecg_pipeline import auroc_by_score_kind, prepared
 from training.metrics import detection_metrics
 from training.report import write_markdown
 from training.threshold import quantile_threshold
@@ -37,8 +37,10 @@ def baseline_metrics(beats: Beats, split_seed: int, target_fpr: float) -> dict[s
         out[name] = {"metrics": detection_metrics(test_scores, split.test.y, threshold), "scores": test_scores}
     name = f"PCA (k={pca.k})"
     out[name]["validation_auroc_by_k_and_score"] = pca_val_auroc
-    out[name]["test_auroc_by_score_kind"] = auroc_by_score_kind(test_x, pca.reconstruct(test_x), split.test.is_anomaly)
-    out[name]["chosen_score_kind"] = next(k for k, w in score_kinds(test_x.shape[1]).items() if w == pca.window)
+    out[name]["test_auroc_by_score_kind"] = auroc_by_score_kind(
+        test_x, pca.reconstruct(test_x), split.test.is_anomaly, pca.scale
+    )
+    out[name]["chosen_score_kind"] = pca.kind.name
     return out
 
 
@@ -50,15 +52,16 @@ def evaluate(model_dir: Path, beats: Beats, out: Path, device: torch.device) -> 
     split_seed = int(meta["data"]["split_seed"])
     target_fpr = float(meta["threshold"].get("target_fpr") or 0.01)
     split = make_split(beats, split_seed)
-    test_x = prepared(split.test)
+    train_x, test_x = prepared(split.train), prepared(split.test)
     recon = reconstruct(loaded.model, test_x, device)
-    scores = window_scores(test_x, recon, int(meta["score"]["window"]))[0]
+    scores = window_scores(test_x, recon, int(meta["score"]["window"]), scale_of(loaded))[0]
+    scale = error_scale(train_x, reconstruct(loaded.model, train_x, device))  # for the other score kinds
     model_name = f"LSTM-AE (E={meta['hyperparameters']['embedding_dim']})"
     results = {
         model_name: {
             "metrics": detection_metrics(scores, split.test.y, loaded.threshold),
             "scores": scores,
-            "test_auroc_by_score_kind": auroc_by_score_kind(test_x, recon, split.test.is_anomaly),
+            "test_auroc_by_score_kind": auroc_by_score_kind(test_x, recon, split.test.is_anomaly, scale),
             "chosen_score_kind": meta["score"]["kind"],
         }
     }
@@ -88,7 +91,9 @@ def _figures(
 ) -> dict[str, Path]:
     history = meta.get("history", {})
     figures = {
-        "scores": plots.score_distributions(scores, labels, threshold, out / "score_distributions.png"),
+        "scores": plots.score_distributions(
+            scores, labels, threshold, meta["score"]["kind"], out / "score_distributions.png"
+        ),
         "roc": plots.roc_curves(
             {name: (r["scores"], labels, r["metrics"]["auroc"]) for name, r in results.items()}, out / "roc.png"
         ),

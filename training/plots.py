@@ -30,15 +30,13 @@ def loss_curves(train_loss: list[float], val_loss: list[float], best_epoch: int,
     return _save(fig, path)
 
 
-def score_distributions(scores: np.ndarray, labels: np.ndarray, threshold: float, path: Path) -> Path:
+def score_distributions(scores: np.ndarray, labels: np.ndarray, threshold: float, kind: str, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4))
     bins = np.linspace(0, np.quantile(scores, 0.995), 60)
     ax.hist(scores[labels == 1], bins=bins, alpha=0.6, density=True, label="normal")
     ax.hist(scores[labels != 1], bins=bins, alpha=0.6, density=True, label="anomalous")
     ax.axvline(threshold, color="red", linestyle="--", label=f"threshold {threshold:.3f}")
-    ax.set(
-        xlabel="anomaly score (worst-window mean |x - x_hat|)", ylabel="density", title="Test-split score distributions"
-    )
+    ax.set(xlabel=f"anomaly score ({kind})", ylabel="density", title="Test-split score distributions")
     ax.legend()
     return _save(fig, path)
 
