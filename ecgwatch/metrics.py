@@ -32,8 +32,10 @@ class Metrics:
         self.messages_published = Counter(
             "ecgwatch_messages_published", "Messages confirmed published by the broker", ["kind"], registry=r
         )
-        for kind in ("score", "anomaly", "deadletter"):
-            self.messages_published.labels(kind=kind)
+        # Bound once: looking a label child up per message costs more than the increment itself.
+        self.published = {
+            kind: self.messages_published.labels(kind=kind) for kind in ("score", "anomaly", "deadletter")
+        }
         self.model_reloads = Counter("ecgwatch_model_reloads", "Model reload attempts", ["result"], registry=r)
         for result in ("success", "failure"):
             self.model_reloads.labels(result=result)

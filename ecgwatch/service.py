@@ -84,6 +84,7 @@ class Service:
         )
         self.http: MetricsServer | None = None
         self.metrics.queue_capacity.set(settings.batch.queue_size)
+        self.metrics.queue_depth.set_function(self.queue.qsize)  # read at scrape time, not set per beat
         self.metrics.build_info.info({"version": ecgwatch.__version__, "torch": torch.__version__})
 
     # --- model -----------------------------------------------------------------------------------
@@ -127,14 +128,13 @@ class Service:
             self._dead_letter(message, error, received_wall)
             return
         self.queue.put(Pending(beat, message.mid, message.qos, received, received_wall))
-        self.metrics.queue_depth.set(self.queue.qsize())
 
     def _dead_letter(self, message: mqtt.MQTTMessage, error: InvalidBeat, received_wall: float) -> None:
         self.metrics.beats_invalid.labels(reason=error.reason).inc()
         log.debug("dead-lettered", extra={"topic": message.topic, "reason": error.reason, "detail": error.detail})
 
         def done(mid: int = message.mid, qos: int = message.qos) -> None:
-            self.metrics.messages_published.labels(kind="deadletter").inc()
+            self.metrics.published["deadletter"].inc()
             self.mqtt.ack(mid, qos)
 
         key = self.mqtt.tracker.begin(1, done)
@@ -179,7 +179,7 @@ class Service:
         inference = time.monotonic() - started
         self.metrics.inference_seconds.observe(inference)
         self.metrics.batch_size.observe(len(batch))
-        self.metrics.queue_depth.set(self.queue.qsize())
+        self.metrics.beats_scored.inc(len(batch))
         threshold, version = scorer.loaded.threshold, scorer.loaded.version
         for i, pending in enumerate(batch):
             score = float(result.scores[i])
@@ -196,7 +196,6 @@ class Service:
     def _publish_event(self, pending: Pending, event: dict[str, object]) -> None:
         cfg = self.settings.mqtt
         anomalous = bool(event["anomaly"])
-        self.metrics.beats_scored.inc()
         self.metrics.scores.observe(float(event["score"]))  # type: ignore[arg-type]
         if anomalous:
             self.metrics.beats_anomalous.inc()
@@ -208,7 +207,7 @@ class Service:
         def done() -> None:
             self.metrics.latency_seconds.observe(time.monotonic() - pending.received)
             for kind, _ in targets:
-                self.metrics.messages_published.labels(kind=kind).inc()
+                self.metrics.published[kind].inc()
             self.mqtt.ack(pending.mid, pending.qos)
 
         if not targets:
