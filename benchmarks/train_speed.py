@@ -1,5 +1,9 @@
 """Training speed on 2 CPU threads: our mini-batch loop vs the seed's batch-1 loop, and time to target AUROC.
 
+The target is the issue's: test AUROC >= 0.99 and at least the PCA baseline's on the same split. After
+every epoch of the default recipe the model is scored the way calibration would score it (score kind picked
+on validation); that evaluation is not counted in the training time.
+
 Run: ECGWATCH_DATA_DIR=../shared/data python benchmarks/train_speed.py [--skip-full-run]
 """
 
@@ -8,12 +12,16 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
 import torch
+from sklearn.metrics import roc_auc_score
 
 from benchmarks._common import median_seconds, report
-from ecgwatch.datasets import load_ecg5000, make_split
+from ecgwatch.datasets import Beats, load_ecg5000, make_split
 from ecgwatch.models import RecurrentAEConfig, RecurrentAutoencoder
-from training.ecg_pipeline import prepared, train_and_calibrate
+from ecgwatch.scorer import error_scale, reconstruct
+from training.baselines import select_pca
+from training.ecg_pipeline import choose_score_kind, prepared, train_and_calibrate
 from training.ecg_trainer import TrainConfig
 
 
@@ -49,6 +57,48 @@ def batched_beats_per_second(x: torch.Tensor, embedding_dim: int, batch_size: in
     return len(x) / median_seconds(run, repeats=3)
 
 
+class TargetWatch:
+    """Scores the model after each epoch until it first reaches ``target`` test AUROC."""
+
+    def __init__(self, beats: Beats, split_seed: int) -> None:
+        split = make_split(beats, split_seed)
+        self.x = {"train": prepared(split.train), "val": prepared(split.val), "test": prepared(split.test)}
+        self.val_anomaly, self.test_anomaly = split.val.is_anomaly, split.test.is_anomaly
+        pca, _ = select_pca(self.x["train"], self.x["val"], self.val_anomaly, seed=split_seed)
+        self.pca_auroc = float(roc_auc_score(self.test_anomaly, pca.score(self.x["test"])))
+        self.target = max(0.99, self.pca_auroc)
+        self.reached: tuple[int, float] | None = None
+
+    def __call__(self, epoch: int, model: torch.nn.Module) -> None:
+        if self.reached is not None:
+            return
+        recon = {name: reconstruct(model, x, torch.device("cpu")) for name, x in self.x.items()}
+        scale = error_scale(self.x["train"], recon["train"])
+        kind, _ = choose_score_kind(self.x["val"], recon["val"], self.val_anomaly, scale)
+        auroc = float(roc_auc_score(self.test_anomaly, kind.scores(self.x["test"], recon["test"], scale)))
+        if auroc >= self.target:
+            self.reached = (epoch, auroc)
+
+
+def full_run(beats: Beats, config: TrainConfig) -> None:
+    watch = TargetWatch(beats, split_seed=0)
+    started = time.perf_counter()
+    run = train_and_calibrate(beats, config, 0, 0.01, torch.device("cpu"), on_epoch=watch)
+    elapsed = time.perf_counter() - started
+    seconds = np.cumsum(run.history.epoch_seconds)
+    test = run.metadata["metrics"]["test"]
+    report(f"full run E={config.embedding_dim}, {config.epochs} epochs, training time", seconds[-1], "s")
+    report("  wall time incl. per-epoch target checks and calibration", elapsed, "s")
+    report("  test AUROC / recall at the calibrated 1% threshold", test["auroc"], f"/ {test['recall']:.3f}")
+    report("  target AUROC = max(0.99, PCA's on this split)", watch.target, "")
+    if watch.reached is None:
+        report("  target reached", 0.0, "(no)")
+        return
+    epoch, auroc = watch.reached
+    report(f"  training time to reach it (epoch {epoch + 1}, AUROC {auroc:.4f})", seconds[epoch], "s")
+    report("  within the 5-minute target (1 = yes)", float(seconds[epoch] <= 300), "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--threads", type=int, default=2)
@@ -69,13 +119,7 @@ def main() -> None:
         report(f"E={e} mini-batch {config.batch_size} loop, training", batched_rate, "beats/s")
         report(f"E={e} speed-up batched / batch-1", batched_rate / seed_rate, "x")
     if not args.skip_full_run:
-        started = time.perf_counter()
-        run = train_and_calibrate(beats, config, split_seed=0, target_fpr=0.01, device=torch.device("cpu"))
-        elapsed = time.perf_counter() - started
-        test = run.metadata["metrics"]["test"]
-        report(f"full training run E={config.embedding_dim}, {config.epochs} epochs, wall", elapsed, "s")
-        report("  test AUROC of that run", test["auroc"], "")
-        report("  within the 5-minute target (1 = yes)", float(elapsed <= 300), "")
+        full_run(beats, config)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,16 @@ from training.ecg_trainer import TrainConfig
 def test_short_run_learns(ecg_beats) -> None:
     torch.set_num_threads(2)
     config = TrainConfig(embedding_dim=16, epochs=12, learning_rate=5e-3, patience=20)
-    run = train_and_calibrate(ecg_beats, config, split_seed=0, target_fpr=0.05, device=torch.device("cpu"))
+    seen: list[tuple[int, bool]] = []
+    run = train_and_calibrate(
+        ecg_beats,
+        config,
+        split_seed=0,
+        target_fpr=0.05,
+        device=torch.device("cpu"),
+        on_epoch=lambda epoch, model: seen.append((epoch, isinstance(model, torch.nn.Module))),
+    )
+    assert seen == [(epoch, True) for epoch in range(12)]  # the benchmark's per-epoch hook sees every epoch
     history = run.history
     assert history.val_loss[history.best_epoch] < 0.8 * history.val_loss[0]
     assert run.metadata["metrics"]["test"]["auroc"] > 0.85

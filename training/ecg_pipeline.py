@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,12 +136,13 @@ def train_and_calibrate(
     target_fpr: float,
     device: torch.device,
     checkpoint_dir: Path | None = None,
+    on_epoch: Callable[[int, torch.nn.Module], None] | None = None,
 ) -> TrainedRun:
     split = make_split(beats, split_seed)
     val_normal = split.val.subset(~split.val.is_anomaly)
     trainer = Trainer(config, seq_len=beats.x.shape[1], n_train=len(split.train), device=device)
     checkpoint = checkpoint_dir / CHECKPOINT_FILE if checkpoint_dir else None
-    history = trainer.fit(prepared(split.train), prepared(val_normal), checkpoint)
+    history = trainer.fit(prepared(split.train), prepared(val_normal), checkpoint, on_epoch)
     model = trainer.model.eval()
     metadata, scores = calibrate(model, beats, split_seed, target_fpr, device)
     metadata["version"] = version_string(config, metadata["data"]["sha256"], split_seed)
