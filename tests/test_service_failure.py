@@ -1,19 +1,21 @@
-"""A scoring thread that dies must stop the daemon with an error, not leave it looking healthy and idle."""
+"""A scoring or publishing thread that dies must stop the daemon with an error, not leave it looking healthy."""
 
 from __future__ import annotations
 
 import threading
 
 import numpy as np
+import pytest
 
 from ecgwatch.config import Settings
 from ecgwatch.service import Service
 from tests.mqtt_harness import Publisher, wait_for
 
 
-def test_a_crashing_scorer_stops_the_daemon_with_exit_code_1(broker, tmp_path, ecg_beats, monkeypatch) -> None:
+@pytest.mark.parametrize("stage", ["_score_batch", "_publish_batch"])
+def test_a_crashing_worker_stops_the_daemon_with_exit_code_1(broker, ecg_beats, monkeypatch, stage: str) -> None:
     settings = Settings(
-        mqtt={"host": "127.0.0.1", "port": broker.port, "client_id": "crash-test"},
+        mqtt={"host": "127.0.0.1", "port": broker.port, "client_id": f"crash-test{stage}"},
         metrics={"enabled": False},
         model={"watch": False},
         grace_period_s=5,
@@ -21,9 +23,9 @@ def test_a_crashing_scorer_stops_the_daemon_with_exit_code_1(broker, tmp_path, e
     service = Service(settings)
 
     def broken(_batch: object) -> None:
-        raise RuntimeError("simulated scorer bug")
+        raise RuntimeError(f"simulated bug in {stage}")
 
-    monkeypatch.setattr(service, "_score_batch", broken)
+    monkeypatch.setattr(service, stage, broken)
     result: list[int] = []
     runner = threading.Thread(target=lambda: result.append(service.run(install_signals=False)))
     runner.start()
