@@ -19,9 +19,8 @@ from sklearn.metrics import roc_auc_score
 from benchmarks._common import median_seconds, report
 from ecgwatch.datasets import Beats, load_ecg5000, make_split
 from ecgwatch.models import RecurrentAEConfig, RecurrentAutoencoder
-from ecgwatch.scorer import error_scale, reconstruct
 from training.baselines import select_pca
-from training.ecg_pipeline import choose_score_kind, prepared, train_and_calibrate
+from training.ecg_pipeline import choose_score_kind, prepared, reconstructed, score_rules, train_and_calibrate
 from training.ecg_trainer import TrainConfig
 
 
@@ -72,10 +71,11 @@ class TargetWatch:
     def __call__(self, epoch: int, model: torch.nn.Module) -> None:
         if self.reached is not None:
             return
-        recon = {name: reconstruct(model, x, torch.device("cpu")) for name, x in self.x.items()}
-        scale = error_scale(self.x["train"], recon["train"])
-        kind, _ = choose_score_kind(self.x["val"], recon["val"], self.val_anomaly, scale)
-        auroc = float(roc_auc_score(self.test_anomaly, kind.scores(self.x["test"], recon["test"], scale)))
+        parts = {name: reconstructed(model, x, torch.device("cpu")) for name, x in self.x.items()}
+        rules = score_rules(parts["train"])
+        kind, _ = choose_score_kind(rules, parts["val"], self.val_anomaly)
+        test = parts["test"]
+        auroc = float(roc_auc_score(self.test_anomaly, rules[kind].scores(test.x, test.recon, test.embedding)))
         if auroc >= self.target:
             self.reached = (epoch, auroc)
 

@@ -6,14 +6,16 @@ beat are the same number.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ecgwatch.artifact import ArtifactError, LoadedModel
-from ecgwatch.models.recurrent import ARCHITECTURE
-from ecgwatch.preprocess import EPS, zscore
+from ecgwatch.artifact import METADATA_FILE, ArtifactError, LoadedModel
+from ecgwatch.models.recurrent import ARCHITECTURE, RecurrentAutoencoder
+from ecgwatch.preprocess import zscore
+from ecgwatch.score_rules import ScoreRule, cumulative_error, worst_window
 
 PRECISIONS = ("fp32", "bf16")
 # Events always say where in the beat the error is largest, over this many samples, whatever the score kind.
@@ -34,16 +36,37 @@ def reconstruct(
     model: torch.nn.Module, x: np.ndarray, device: torch.device, precision: str = "fp32", batch_size: int = 512
 ) -> np.ndarray:
     """Reconstruct preprocessed beats ``(N, T)`` in inference mode; bf16 uses CPU/CUDA autocast."""
+    return _run(model, x, device, precision, batch_size, lambda m, chunk: (m(chunk),))[0]
+
+
+def reconstruct_and_embed(
+    model: RecurrentAutoencoder, x: np.ndarray, device: torch.device, precision: str = "fp32", batch_size: int = 512
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reconstructions ``(N, T)`` and embeddings ``(N, E)`` from one pass: the fused score needs both."""
+    recon, embedding = _run(model, x, device, precision, batch_size, lambda m, chunk: m.reconstruct_and_embed(chunk))
+    return recon, embedding
+
+
+def _run(
+    model: torch.nn.Module,
+    x: np.ndarray,
+    device: torch.device,
+    precision: str,
+    batch_size: int,
+    step: Callable[[torch.nn.Module, torch.Tensor], tuple[torch.Tensor, ...]],
+) -> list[np.ndarray]:
+    """Run ``step`` over ``x`` in chunks; each output comes back as one array with the trailing 1 squeezed."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    outputs = []
+    x = np.asarray(x)
+    parts: list[list[np.ndarray]] = []
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         for start in range(0, len(x), batch_size):
             chunk = torch.as_tensor(x[start : start + batch_size], dtype=torch.float32, device=device).unsqueeze(-1)
-            outputs.append(model(chunk).float().squeeze(-1).cpu().numpy())
-    if not outputs:
-        return np.empty((0, x.shape[1] if x.ndim == 2 else 0), dtype=np.float32)
-    return np.concatenate(outputs)
+            parts.append([out.float().squeeze(-1).cpu().numpy() for out in step(model, chunk)])
+    if not parts:  # no beats: empty outputs, without running the model
+        return [np.empty((0, x.shape[1] if x.ndim == 2 else 0), dtype=np.float32), np.empty((0, 0), dtype=np.float32)]
+    return [np.concatenate(outputs) for outputs in zip(*parts, strict=True)]
 
 
 def check_precision(model: torch.nn.Module, seq_len: int, device: torch.device, precision: str) -> None:
@@ -60,64 +83,8 @@ def check_precision(model: torch.nn.Module, seq_len: int, device: torch.device, 
         ) from None
 
 
-def error_scale(x: np.ndarray, recon: np.ndarray) -> np.ndarray:
-    """Per-position RMS reconstruction error over normal beats ``(N, T)``: what "a usual error" is, sample by sample.
-
-    A normal beat's error is not uniform: the sharp R peak and the beat's edges are reconstructed less
-    well than the flat stretches. Dividing by this scale makes an error count by how unusual it is at its
-    position, which lifted the share of anomalies caught at a 1% false-alarm rate (see the model's report).
-    """
-    error = np.abs(np.asarray(recon, dtype=np.float64) - x)
-    return np.maximum(np.sqrt((error**2).mean(axis=0)), EPS)
-
-
-def cumulative_error(x: np.ndarray, recon: np.ndarray, scale: np.ndarray | None = None) -> np.ndarray:
-    """Running sum of |x - recon| (divided by ``scale`` when given) along each beat, with a leading zero.
-
-    With the leading zero any window's mean is two lookups.
-    """
-    error = np.abs(np.asarray(recon, dtype=np.float64) - x)
-    if scale is not None:
-        error = error / scale
-    return np.concatenate([np.zeros((error.shape[0], 1)), np.cumsum(error, axis=1)], axis=1)
-
-
-def worst_window(cumulative: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean error over the worst ``window``-sample stretch of each beat, and where that stretch starts."""
-    window = max(1, min(window, cumulative.shape[1] - 1))
-    window_means = (cumulative[:, window:] - cumulative[:, :-window]) / window
-    start = window_means.argmax(axis=1)
-    return window_means[np.arange(len(start)), start], start
-
-
-def window_scores(
-    x: np.ndarray, recon: np.ndarray, window: int, scale: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per beat: the mean absolute error over the worst ``window``-sample stretch, and where it starts.
-
-    With ``window`` equal to the beat length this is the seed's beat-wide mean error. A short window
-    keeps a short malformed complex (a PVC's QRS) from being diluted by well-reconstructed samples;
-    which a model uses, and whether errors are divided by a per-position ``scale`` (see
-    :func:`error_scale`), is chosen on validation data and recorded in its artifact.
-    """
-    return worst_window(cumulative_error(x, recon, scale), window)
-
-
-def scale_of(loaded: LoadedModel) -> np.ndarray | None:
-    """The artifact's per-position error scale, if its score uses one; a malformed one stops loading."""
-    values = loaded.metadata["score"].get("error_scale")
-    if values is None:
-        return None
-    try:
-        scale = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        scale = np.empty(0)
-    if scale.shape != (loaded.seq_len,) or not (np.isfinite(scale) & (scale > 0)).all():
-        raise ArtifactError(
-            f"{loaded.path}: score.error_scale must be {loaded.seq_len} positive numbers, one per sample; "
-            "retrain or restore model.json"
-        )
-    return scale
+def _where(loaded: LoadedModel) -> str:
+    return str(loaded.path / METADATA_FILE)
 
 
 class Scorer:
@@ -136,16 +103,16 @@ class Scorer:
         if precision != "fp32":  # fp32 runs everywhere; only bf16 needs the probe at start-up and on reload
             check_precision(self.model, loaded.seq_len, device, precision)
         self.ddof = int(loaded.metadata["input"]["zscore_ddof"])
-        self.window = int(loaded.metadata["score"]["window"])
-        self.scale = scale_of(loaded)
+        self.rule = ScoreRule.from_metadata(
+            loaded.metadata["score"], loaded.seq_len, self.model.config.embedding_dim, _where(loaded)
+        )
 
     def prepare(self, beats: np.ndarray) -> np.ndarray:
         return zscore(beats, ddof=self.ddof)
 
     def score(self, beats: np.ndarray) -> BatchScores:
         x = self.prepare(beats)
-        recon = reconstruct(self.model, x, self.device, self.precision)
-        cumulative = cumulative_error(x, recon, self.scale)
-        scores = worst_window(cumulative, self.window)[0]
-        start = worst_window(cumulative, LOCATION_WINDOW)[1]
+        recon, embedding = reconstruct_and_embed(self.model, x, self.device, self.precision)
+        scores = self.rule.scores(x, recon, embedding)
+        start = worst_window(cumulative_error(x, recon, self.rule.scale), LOCATION_WINDOW)[1]
         return BatchScores(scores=scores, reconstruction=recon, peak_start=start, peak_end=start + LOCATION_WINDOW)

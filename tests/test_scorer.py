@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -8,7 +9,8 @@ import torch
 
 from ecgwatch import artifact
 from ecgwatch.models import RecurrentAEConfig, RecurrentAutoencoder
-from ecgwatch.scorer import LOCATION_WINDOW, Scorer, check_precision, error_scale, reconstruct, window_scores
+from ecgwatch.score_rules import ScoreRule, error_scale, window_scores
+from ecgwatch.scorer import LOCATION_WINDOW, Scorer, check_precision, reconstruct, reconstruct_and_embed
 from training.ecg_pipeline import prepared
 
 
@@ -44,7 +46,7 @@ def test_error_scale_is_the_per_position_rms_error_and_scaled_scores_divide_by_i
     assert (error_scale(x, x) > 0).all()  # a perfect reconstruction must not make a later division blow up
 
 
-def _artifact(tmp_path: Path, score: dict[str, object]) -> artifact.LoadedModel:
+def _artifact(tmp_path: Path, score: dict[str, Any]) -> artifact.LoadedModel:
     torch.manual_seed(0)
     model = RecurrentAutoencoder(RecurrentAEConfig(embedding_dim=8)).eval()
     meta = {"version": "t", "input": {"seq_len": 140, "zscore_ddof": 1}, "score": score, "threshold": {"value": 1.0}}
@@ -61,6 +63,58 @@ def test_runtime_scorer_equals_training_score(tmp_path: Path, ecg_beats, window:
     offline = window_scores(x, reconstruct(loaded.model, x, torch.device("cpu")), window, scale)[0]
     np.testing.assert_allclose(served.scores, offline, atol=1e-5)
     assert (served.peak_end - served.peak_start == LOCATION_WINDOW).all()
+
+
+def _fused_score_section(rng: np.random.Generator, embedding_dim: int) -> dict[str, Any]:
+    a = rng.normal(size=(embedding_dim, embedding_dim))
+    return {
+        "window": 20,
+        "error_scale": rng.uniform(0.05, 0.4, 140).tolist(),
+        "latent": {
+            "mean": rng.normal(size=embedding_dim).tolist(),
+            "precision": (a @ a.T + np.eye(embedding_dim)).tolist(),  # symmetric positive definite
+            "reconstruction_divisor": 0.7,
+            "latent_divisor": 3.0,
+        },
+    }
+
+
+def test_fused_score_served_equals_the_rule_applied_offline(tmp_path: Path, ecg_beats) -> None:
+    """Daemon and training compute the fused score from the same artifact section: same numbers."""
+    section = _fused_score_section(np.random.default_rng(2), embedding_dim=8)
+    loaded = _artifact(tmp_path, section)
+    beats = ecg_beats.subset(np.arange(30))
+    served = Scorer(loaded, torch.device("cpu")).score(beats.x)
+    x = prepared(beats)
+    recon, embedding = reconstruct_and_embed(loaded.model, x, torch.device("cpu"))
+    rule = ScoreRule.from_metadata(section, 140, 8, "test")
+    np.testing.assert_allclose(served.scores, rule.scores(x, recon, embedding), atol=1e-5)
+    d = embedding.astype(np.float64) - np.asarray(section["latent"]["mean"])
+    distance = np.sqrt(np.einsum("ij,jk,ik->i", d, np.asarray(section["latent"]["precision"]), d))
+    window = window_scores(x, recon, 20, np.asarray(section["error_scale"]))[0]
+    np.testing.assert_allclose(served.scores, window / 0.7 + distance / 3.0, rtol=1e-5)
+    np.testing.assert_allclose(recon, reconstruct(loaded.model, x, torch.device("cpu")))  # one pass, same output
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda s: s["latent"].update(mean=[0.0] * 7), r"score\.latent\.mean must be 8 finite numbers"),
+        (lambda s: s["latent"].update(precision=[[0.0] * 8] * 7), r"score\.latent\.precision must be 8x8"),
+        (lambda s: s["latent"]["precision"][0].__setitem__(0, float("inf")), r"precision must be 8x8 finite"),
+        (lambda s: s["latent"].update(latent_divisor=0), r"latent_divisor must be 2 positive numbers"),
+        (lambda s: s["latent"].pop("reconstruction_divisor"), r"reconstruction_divisor and latent_divisor"),
+        (lambda s: s.update(latent="yes"), r"score\.latent must be an object"),
+        (lambda s: s.update(window=0), r"score\.window must be an integer in 1\.\.140"),
+        (lambda s: s.update(window="20"), r"score\.window must be an integer"),
+    ],
+)
+def test_malformed_fused_score_section_stops_the_scorer(tmp_path: Path, change, message: str) -> None:
+    section = _fused_score_section(np.random.default_rng(3), embedding_dim=8)
+    change(section)
+    loaded = _artifact(tmp_path, section)
+    with pytest.raises(artifact.ArtifactError, match=message):
+        Scorer(loaded, torch.device("cpu"))
 
 
 @pytest.mark.parametrize("bad", [[0.1] * 139, [0.1] * 139 + [0.0], [0.1] * 139 + [float("nan")], ["a"] * 140, 0.1])

@@ -8,8 +8,8 @@ import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
 
-from ecgwatch.scorer import error_scale
-from training.ecg_pipeline import ScoreKind, auroc_by_score_kind, score_kinds
+from ecgwatch.score_rules import ScoreRule
+from training.ecg_pipeline import Reconstructed, auroc_by_score_kind, score_rules
 
 PCA_COMPONENTS = (2, 3, 5, 8, 12, 16, 24, 32)
 
@@ -19,18 +19,25 @@ class PCABaseline:
     """Reconstruction error from a k-component PCA, scored with the same score kinds as the autoencoder."""
 
     pca: PCA
-    kind: ScoreKind
-    scale: np.ndarray  # per-position RMS error on the training beats, used by the scaled score kinds
+    kind: str
+    rules: dict[str, ScoreRule]  # every kind's rule, fitted on the training beats; ``kind`` picks one
 
     @property
     def k(self) -> int:
         return int(self.pca.n_components_)
 
-    def reconstruct(self, x: np.ndarray) -> np.ndarray:
-        return self.pca.inverse_transform(self.pca.transform(x))
+    def reconstructed(self, x: np.ndarray) -> Reconstructed:
+        """The PCA scores play the embedding's part in the fused kind (Hotelling's T^2, in effect)."""
+        return pca_reconstructed(self.pca, x)
 
     def score(self, x: np.ndarray) -> np.ndarray:
-        return self.kind.scores(x, self.reconstruct(x), self.scale)
+        part = self.reconstructed(x)
+        return self.rules[self.kind].scores(part.x, part.recon, part.embedding)
+
+
+def pca_reconstructed(pca: PCA, x: np.ndarray) -> Reconstructed:
+    embedding = pca.transform(x)
+    return Reconstructed(x, pca.inverse_transform(embedding), embedding)
 
 
 def select_pca(
@@ -40,15 +47,13 @@ def select_pca(
     aurocs: dict[str, float] = {}
     best: PCABaseline | None = None
     best_auroc = -1.0
-    kinds = {kind.name: kind for kind in score_kinds(train_x.shape[1])}
     for k in PCA_COMPONENTS:
         pca = PCA(n_components=k, random_state=seed).fit(train_x)
-        scale = error_scale(train_x, pca.inverse_transform(pca.transform(train_x)))
-        val_recon = pca.inverse_transform(pca.transform(val_x))
-        for name, auroc in auroc_by_score_kind(val_x, val_recon, val_is_anomaly, scale).items():
+        rules = score_rules(pca_reconstructed(pca, train_x))
+        for name, auroc in auroc_by_score_kind(rules, pca_reconstructed(pca, val_x), val_is_anomaly).items():
             aurocs[f"k={k} {name}"] = auroc
             if auroc > best_auroc:
-                best, best_auroc = PCABaseline(pca, kinds[name], scale), auroc
+                best, best_auroc = PCABaseline(pca, name, rules), auroc
     assert best is not None
     return best, aurocs
 

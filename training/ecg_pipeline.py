@@ -10,12 +10,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.covariance import LedoitWolf
 from sklearn.metrics import roc_auc_score
 
 from ecgwatch import artifact
 from ecgwatch.datasets import Beats, Split, make_split
+from ecgwatch.models import RecurrentAutoencoder
 from ecgwatch.preprocess import ZSCORE, zscore
-from ecgwatch.scorer import error_scale, reconstruct, window_scores
+from ecgwatch.score_rules import LatentGaussian, ScoreRule, error_scale, window_scores
+from ecgwatch.scorer import reconstruct_and_embed
 from training.ecg_trainer import CHECKPOINT_FILE, History, TrainConfig, Trainer
 from training.metrics import detection_metrics
 from training.threshold import f1_best_threshold, quantile_threshold
@@ -40,44 +43,69 @@ def prepared(beats: Beats) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class Reconstructed:
+    """Beats with a model's reconstructions and embeddings: everything any score kind needs."""
+
+    x: np.ndarray
+    recon: np.ndarray
+    embedding: np.ndarray
+
+
+def reconstructed(model: RecurrentAutoencoder, x: np.ndarray, device: torch.device) -> Reconstructed:
+    return Reconstructed(x, *reconstruct_and_embed(model, x, device))
+
+
+@dataclass(frozen=True)
 class ScoreKind:
-    """How a beat's error curve becomes one score: averaged over its worst ``window`` samples, optionally
-    after dividing each sample's error by the usual error at that position on normal training beats."""
+    """A way to turn a beat's reconstruction into one score; see :mod:`ecgwatch.score_rules`."""
 
     name: str
     window: int
     scaled: bool
+    fused: bool = False
 
-    def scores(self, x: np.ndarray, recon: np.ndarray, scale: np.ndarray) -> np.ndarray:
-        return window_scores(x, recon, self.window, scale if self.scaled else None)[0]
+    def rule(self, train: Reconstructed) -> ScoreRule:
+        """This kind's rule, with what it needs to know of "usual" fitted on the normal training beats."""
+        scale = error_scale(train.x, train.recon) if self.scaled else None
+        if not self.fused:
+            return ScoreRule(self.window, scale)
+        lw = LedoitWolf().fit(train.embedding)  # shrinkage: a 64x64 covariance from ~2,300 beats is noisy
+        latent = LatentGaussian(lw.location_, lw.precision_)
+        window_median = float(np.median(window_scores(train.x, train.recon, self.window, scale)[0]))
+        latent_median = float(np.median(latent.distance(train.embedding)))
+        return ScoreRule(self.window, scale, latent, (window_median, latent_median))
 
 
 def score_kinds(seq_len: int) -> tuple[ScoreKind, ...]:
-    """The scores chosen between on validation: worst short window or whole beat (the seed's), raw or scaled."""
+    """The scores chosen between on validation: worst short window or whole beat (the seed's), raw or
+    scaled, and the scaled window fused with the embedding's distance from the normal beats'."""
     return (
         ScoreKind("max-window-mean-absolute-error", SCORE_WINDOW, scaled=False),
         ScoreKind("beat-mean-absolute-error", seq_len, scaled=False),
         ScoreKind("max-window-scaled-absolute-error", SCORE_WINDOW, scaled=True),
         ScoreKind("beat-mean-scaled-absolute-error", seq_len, scaled=True),
+        ScoreKind("fused-scaled-window-and-latent-distance", SCORE_WINDOW, scaled=True, fused=True),
     )
 
 
-def auroc_by_score_kind(
-    x: np.ndarray, recon: np.ndarray, is_anomaly: np.ndarray, scale: np.ndarray
-) -> dict[str, float]:
-    """AUROC of a reconstruction under each score kind (``scale``: see :func:`ecgwatch.scorer.error_scale`)."""
+def score_rules(train: Reconstructed) -> dict[str, ScoreRule]:
+    """Every score kind's rule for one model (or PCA), fitted on its normal training beats."""
+    return {kind.name: kind.rule(train) for kind in score_kinds(train.x.shape[1])}
+
+
+def auroc_by_score_kind(rules: dict[str, ScoreRule], part: Reconstructed, is_anomaly: np.ndarray) -> dict[str, float]:
     return {
-        kind.name: float(roc_auc_score(is_anomaly, kind.scores(x, recon, scale))) for kind in score_kinds(x.shape[1])
+        name: float(roc_auc_score(is_anomaly, rule.scores(part.x, part.recon, part.embedding)))
+        for name, rule in rules.items()
     }
 
 
 def choose_score_kind(
-    x: np.ndarray, recon: np.ndarray, is_anomaly: np.ndarray, scale: np.ndarray
-) -> tuple[ScoreKind, dict[str, float]]:
-    """Pick the score kind with the best validation AUROC; the same rule is applied to the PCA baseline."""
-    aurocs = auroc_by_score_kind(x, recon, is_anomaly, scale)
-    best = max(aurocs, key=lambda name: aurocs[name])
-    return next(kind for kind in score_kinds(x.shape[1]) if kind.name == best), aurocs
+    rules: dict[str, ScoreRule], val: Reconstructed, is_anomaly: np.ndarray
+) -> tuple[str, dict[str, float]]:
+    """The score kind with the best validation AUROC; the same rule is applied to the PCA baseline."""
+    aurocs = auroc_by_score_kind(rules, val, is_anomaly)
+    return max(aurocs, key=lambda name: aurocs[name]), aurocs
 
 
 def calibrate(
@@ -85,11 +113,11 @@ def calibrate(
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Score kind, threshold and metrics for a trained model: everything in the artifact but the recipe."""
     split = make_split(beats, split_seed)
-    x = {"train": prepared(split.train), "val": prepared(split.val), "test": prepared(split.test)}
-    recon = {name: reconstruct(model, part, device) for name, part in x.items()}
-    scale = error_scale(x["train"], recon["train"])
-    kind, val_aurocs = choose_score_kind(x["val"], recon["val"], split.val.is_anomaly, scale)
-    scores = {name: kind.scores(x[name], recon[name], scale) for name in ("val", "test")}
+    parts = {name: reconstructed(model, prepared(getattr(split, name)), device) for name in ("train", "val", "test")}
+    rules = score_rules(parts["train"])
+    kind, val_aurocs = choose_score_kind(rules, parts["val"], split.val.is_anomaly)
+    rule = rules[kind]
+    scores = {name: rule.scores(parts[name].x, parts[name].recon, parts[name].embedding) for name in ("val", "test")}
     threshold = quantile_threshold(scores["val"][~split.val.is_anomaly], target_fpr)
     f1_threshold, f1_val = f1_best_threshold(scores["val"], split.val.is_anomaly)
     metadata = {
@@ -102,9 +130,9 @@ def calibrate(
             "sample_dtype": "float32",
         },
         "score": {
-            "kind": kind.name,
-            "window": kind.window,
-            **({"error_scale": scale.tolist(), "error_scale_from": "normal training beats"} if kind.scaled else {}),
+            "kind": kind,
+            **rule.to_metadata(),
+            "fitted_on": "normal training beats",
             "predict": "score > threshold",
             "chosen_by": "validation AUROC",
             "validation_auroc_by_kind": val_aurocs,

@@ -12,10 +12,10 @@ import torch
 
 from ecgwatch import artifact
 from ecgwatch.datasets import Beats, make_split
-from ecgwatch.scorer import error_scale, reconstruct, scale_of, window_scores
+from ecgwatch.scorer import Scorer
 from training import plots
 from training.baselines import IsolationForestBaseline, select_pca
-from training.ecg_pipeline import auroc_by_score_kind, prepared
+from training.ecg_pipeline import auroc_by_score_kind, prepared, reconstructed, score_rules
 from training.metrics import detection_metrics
 from training.report import write_markdown
 from training.threshold import quantile_threshold
@@ -38,9 +38,9 @@ def baseline_metrics(beats: Beats, split_seed: int, target_fpr: float) -> dict[s
     name = f"PCA (k={pca.k})"
     out[name]["validation_auroc_by_k_and_score"] = pca_val_auroc
     out[name]["test_auroc_by_score_kind"] = auroc_by_score_kind(
-        test_x, pca.reconstruct(test_x), split.test.is_anomaly, pca.scale
+        pca.rules, pca.reconstructed(test_x), split.test.is_anomaly
     )
-    out[name]["chosen_score_kind"] = pca.kind.name
+    out[name]["chosen_score_kind"] = pca.kind
     return out
 
 
@@ -52,22 +52,21 @@ def evaluate(model_dir: Path, beats: Beats, out: Path, device: torch.device) -> 
     split_seed = int(meta["data"]["split_seed"])
     target_fpr = float(meta["threshold"].get("target_fpr") or 0.01)
     split = make_split(beats, split_seed)
-    train_x, test_x = prepared(split.train), prepared(split.test)
-    recon = reconstruct(loaded.model, test_x, device)
-    scores = window_scores(test_x, recon, int(meta["score"]["window"]), scale_of(loaded))[0]
-    scale = error_scale(train_x, reconstruct(loaded.model, train_x, device))  # for the other score kinds
+    test = reconstructed(loaded.model, prepared(split.test), device)
+    scores = Scorer(loaded, device).rule.scores(test.x, test.recon, test.embedding)
+    other_kinds = score_rules(reconstructed(loaded.model, prepared(split.train), device))
     model_name = f"LSTM-AE (E={meta['hyperparameters']['embedding_dim']})"
     results = {
         model_name: {
             "metrics": detection_metrics(scores, split.test.y, loaded.threshold),
             "scores": scores,
-            "test_auroc_by_score_kind": auroc_by_score_kind(test_x, recon, split.test.is_anomaly, scale),
+            "test_auroc_by_score_kind": auroc_by_score_kind(other_kinds, test, split.test.is_anomaly),
             "chosen_score_kind": meta["score"]["kind"],
         }
     }
     results.update(baseline_metrics(beats, split_seed, target_fpr))
     out.mkdir(parents=True, exist_ok=True)
-    figures = _figures(meta, split.test.y, test_x, recon, scores, loaded.threshold, results, out)
+    figures = _figures(meta, split.test.y, test.x, test.recon, scores, loaded.threshold, results, out)
     report = {
         "model": {"path": str(model_dir), "version": loaded.version, "threshold": meta["threshold"]},
         "data": {"sha256": beats.sha256(), "split_seed": split_seed, "n_test": len(split.test)},

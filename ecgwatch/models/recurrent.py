@@ -56,8 +56,13 @@ class RecurrentAutoencoder(nn.Module):
         h, _ = self.dec2(h)
         return self.out(h)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def reconstruct_and_embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, T, F)`` beats to their reconstructions and ``(B, E)`` embeddings, in one pass."""
         if x.dim() != 3 or x.shape[2] != self.config.n_features:
             raise ValueError(f"expected beats of shape (B, T, {self.config.n_features}), got {tuple(x.shape)}")
-        out = self.decode(self.encode(x), x.shape[1])
-        return out.flip(1) if self.config.reverse_decoder else out
+        embedding = self.encode(x)
+        out = self.decode(embedding, x.shape[1])
+        return (out.flip(1) if self.config.reverse_decoder else out), embedding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.reconstruct_and_embed(x)[0]
