@@ -20,7 +20,7 @@ from benchmarks._common import median_seconds, report
 from ecgwatch.datasets import Beats, load_ecg5000, make_split
 from ecgwatch.models import RecurrentAEConfig, RecurrentAutoencoder
 from training.baselines import select_pca
-from training.ecg_pipeline import choose_score_kind, prepared, reconstructed, score_rules, train_and_calibrate
+from training.ecg_pipeline import fit_score, prepared, reconstructed, train_and_calibrate
 from training.ecg_trainer import TrainConfig
 
 
@@ -72,10 +72,8 @@ class TargetWatch:
         if self.reached is not None:
             return
         parts = {name: reconstructed(model, x, torch.device("cpu")) for name, x in self.x.items()}
-        rules = score_rules(parts["train"])
-        kind, _ = choose_score_kind(rules, parts["val"], self.val_anomaly)
-        test = parts["test"]
-        auroc = float(roc_auc_score(self.test_anomaly, rules[kind].scores(test.x, test.recon, test.embedding)))
+        _, rule, _ = fit_score(parts["train"], parts["val"], self.val_anomaly)
+        auroc = float(roc_auc_score(self.test_anomaly, parts["test"].score(rule)))
         if auroc >= self.target:
             self.reached = (epoch, auroc)
 

@@ -92,7 +92,11 @@ class ScoreRule:
     divisors: tuple[float, float] = field(default=(1.0, 1.0))
 
     def scores(self, x: np.ndarray, recon: np.ndarray, embedding: np.ndarray | None = None) -> np.ndarray:
-        score = window_scores(x, recon, self.window, self.scale)[0]
+        return self.scores_from(cumulative_error(x, recon, self.scale), embedding)
+
+    def scores_from(self, cumulative: np.ndarray, embedding: np.ndarray | None = None) -> np.ndarray:
+        """Scores from :func:`cumulative_error` (taken with this rule's ``scale``), which callers reuse."""
+        score = worst_window(cumulative, self.window)[0]
         if self.latent is None:
             return score
         if embedding is None:

@@ -113,6 +113,7 @@ class Scorer:
     def score(self, beats: np.ndarray) -> BatchScores:
         x = self.prepare(beats)
         recon, embedding = reconstruct_and_embed(self.model, x, self.device, self.precision)
-        scores = self.rule.scores(x, recon, embedding)
-        start = worst_window(cumulative_error(x, recon, self.rule.scale), LOCATION_WINDOW)[1]
+        cumulative = cumulative_error(x, recon, self.rule.scale)
+        scores = self.rule.scores_from(cumulative, embedding)
+        start = worst_window(cumulative, LOCATION_WINDOW)[1]
         return BatchScores(scores=scores, reconstruction=recon, peak_start=start, peak_end=start + LOCATION_WINDOW)

@@ -31,8 +31,7 @@ class PCABaseline:
         return pca_reconstructed(self.pca, x)
 
     def score(self, x: np.ndarray) -> np.ndarray:
-        part = self.reconstructed(x)
-        return self.rules[self.kind].scores(part.x, part.recon, part.embedding)
+        return self.reconstructed(x).score(self.rules[self.kind])
 
 
 def pca_reconstructed(pca: PCA, x: np.ndarray) -> Reconstructed:

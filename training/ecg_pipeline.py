@@ -50,6 +50,9 @@ class Reconstructed:
     recon: np.ndarray
     embedding: np.ndarray
 
+    def score(self, rule: ScoreRule) -> np.ndarray:
+        return rule.scores(self.x, self.recon, self.embedding)
+
 
 def reconstructed(model: RecurrentAutoencoder, x: np.ndarray, device: torch.device) -> Reconstructed:
     return Reconstructed(x, *reconstruct_and_embed(model, x, device))
@@ -64,9 +67,10 @@ class ScoreKind:
     scaled: bool
     fused: bool = False
 
-    def rule(self, train: Reconstructed) -> ScoreRule:
-        """This kind's rule, with what it needs to know of "usual" fitted on the normal training beats."""
-        scale = error_scale(train.x, train.recon) if self.scaled else None
+    def rule(self, train: Reconstructed, train_scale: np.ndarray) -> ScoreRule:
+        """This kind's rule, with what it needs to know of "usual" fitted on the normal training beats
+        (``train_scale``: their :func:`~ecgwatch.score_rules.error_scale`, used by the scaled kinds)."""
+        scale = train_scale if self.scaled else None
         if not self.fused:
             return ScoreRule(self.window, scale)
         lw = LedoitWolf().fit(train.embedding)  # shrinkage: a 64x64 covariance from ~2,300 beats is noisy
@@ -90,14 +94,12 @@ def score_kinds(seq_len: int) -> tuple[ScoreKind, ...]:
 
 def score_rules(train: Reconstructed) -> dict[str, ScoreRule]:
     """Every score kind's rule for one model (or PCA), fitted on its normal training beats."""
-    return {kind.name: kind.rule(train) for kind in score_kinds(train.x.shape[1])}
+    scale = error_scale(train.x, train.recon)
+    return {kind.name: kind.rule(train, scale) for kind in score_kinds(train.x.shape[1])}
 
 
 def auroc_by_score_kind(rules: dict[str, ScoreRule], part: Reconstructed, is_anomaly: np.ndarray) -> dict[str, float]:
-    return {
-        name: float(roc_auc_score(is_anomaly, rule.scores(part.x, part.recon, part.embedding)))
-        for name, rule in rules.items()
-    }
+    return {name: float(roc_auc_score(is_anomaly, part.score(rule))) for name, rule in rules.items()}
 
 
 def choose_score_kind(
@@ -108,16 +110,23 @@ def choose_score_kind(
     return max(aurocs, key=lambda name: aurocs[name]), aurocs
 
 
+def fit_score(
+    train: Reconstructed, val: Reconstructed, val_is_anomaly: np.ndarray
+) -> tuple[str, ScoreRule, dict[str, float]]:
+    """Fit every kind on the training beats and keep the one with the best validation AUROC."""
+    rules = score_rules(train)
+    kind, val_aurocs = choose_score_kind(rules, val, val_is_anomaly)
+    return kind, rules[kind], val_aurocs
+
+
 def calibrate(
     model: torch.nn.Module, beats: Beats, split_seed: int, target_fpr: float, device: torch.device
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Score kind, threshold and metrics for a trained model: everything in the artifact but the recipe."""
     split = make_split(beats, split_seed)
     parts = {name: reconstructed(model, prepared(getattr(split, name)), device) for name in ("train", "val", "test")}
-    rules = score_rules(parts["train"])
-    kind, val_aurocs = choose_score_kind(rules, parts["val"], split.val.is_anomaly)
-    rule = rules[kind]
-    scores = {name: rule.scores(parts[name].x, parts[name].recon, parts[name].embedding) for name in ("val", "test")}
+    kind, rule, val_aurocs = fit_score(parts["train"], parts["val"], split.val.is_anomaly)
+    scores = {name: parts[name].score(rule) for name in ("val", "test")}
     threshold = quantile_threshold(scores["val"][~split.val.is_anomaly], target_fpr)
     f1_threshold, f1_val = f1_best_threshold(scores["val"], split.val.is_anomaly)
     metadata = {

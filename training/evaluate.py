@@ -53,7 +53,7 @@ def evaluate(model_dir: Path, beats: Beats, out: Path, device: torch.device) -> 
     target_fpr = float(meta["threshold"].get("target_fpr") or 0.01)
     split = make_split(beats, split_seed)
     test = reconstructed(loaded.model, prepared(split.test), device)
-    scores = Scorer(loaded, device).rule.scores(test.x, test.recon, test.embedding)
+    scores = test.score(Scorer(loaded, device).rule)
     other_kinds = score_rules(reconstructed(loaded.model, prepared(split.train), device))
     model_name = f"LSTM-AE (E={meta['hyperparameters']['embedding_dim']})"
     results = {
