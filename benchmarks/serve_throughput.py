@@ -163,9 +163,9 @@ def raw_model_rate(scorer: Scorer, beats: np.ndarray, batch: int) -> tuple[float
 def other_cores_busy() -> Iterator[None]:
     """Spin one process on every other core, as the daemon's own threads, the broker and the clients do.
 
-    The raw model runs alone; end to end it shares the machine. On a VM whose cores slow each other down
-    (shared caches, shared physical cores) the model is slower as soon as anything else runs, whatever
-    the daemon does; this reference shows by how much.
+    The raw model runs alone; end to end it shares the machine. If the model slowed as soon as another
+    core is busy (a VM's shared physical cores), no daemon could reach the raw figure; this reference says
+    whether that happens here. A spin loop touches no memory, so cache contention does not show in it.
     """
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range((os.cpu_count() or 1) - 1)]
     try:
