@@ -30,7 +30,7 @@ from ecgwatch.messages import Beat, BeatLimits, InvalidBeat, dead_letter, parse_
 from ecgwatch.metrics import Metrics
 from ecgwatch.models import resolve_device
 from ecgwatch.mqtt_session import MqttSession
-from ecgwatch.scorer import BatchScores, Scorer
+from ecgwatch.scorer import Reconstruction, Scorer
 from ecgwatch.sdnotify import Notifier
 
 log = logging.getLogger(__name__)
@@ -54,9 +54,8 @@ class ScoredBatch:
     """A micro-batch the model has scored, on its way from the scoring thread to the publishing thread."""
 
     beats: list[Pending]
-    result: BatchScores
-    threshold: float
-    version: str
+    part: Reconstruction
+    scorer: Scorer  # the one that reconstructed it: its rule finishes the scores
     started: float  # time.monotonic() when inference began
     inference: float  # seconds
 
@@ -177,8 +176,9 @@ class Service:
         return run
 
     def _score_until_drained(self) -> None:
-        """Model only: gather, score, hand over. Publishing runs in its own thread meanwhile, so the model
-        is not idle while paho encodes and sends the previous batch's events."""
+        """Model only: gather, reconstruct, hand over. The publishing thread turns reconstructions into
+        scores and events meanwhile, so the model is not idle while paho encodes and sends the previous
+        batch; that small numpy work cost the model thread GIL round trips when it ran here."""
         if self.settings.batch.threads:
             # Set in the thread that runs the model: made only in the main thread, the setting
             # left a batch of 64 five times slower here (1,870 vs 9,100 beats/s) and a batch of 1 thirty times.
@@ -199,12 +199,12 @@ class Service:
     def _score_batch(self, batch: list[Pending]) -> ScoredBatch:
         scorer = self.scorer  # one model per batch, even if a reload swaps it meanwhile
         started = time.monotonic()
-        result = scorer.score(np.stack([p.beat.samples for p in batch]))
+        part = scorer.reconstruct(scorer.prepare(np.stack([p.beat.samples for p in batch])))
         inference = time.monotonic() - started
         self.metrics.inference_seconds.observe(inference)
         self.metrics.batch_size.observe(len(batch))
         self.metrics.beats_scored.inc(len(batch))
-        return ScoredBatch(batch, result, scorer.loaded.threshold, scorer.loaded.version, started, inference)
+        return ScoredBatch(batch, part, scorer, started, inference)
 
     def _publish_until_drained(self) -> None:
         while (scored := self.scored.get()) is not None:
@@ -212,7 +212,8 @@ class Service:
         self.drained.set()
 
     def _publish_batch(self, scored: ScoredBatch) -> None:
-        result = scored.result
+        result = scored.scorer.finish(scored.part)
+        threshold, version = scored.scorer.loaded.threshold, scored.scorer.loaded.version
         for i, pending in enumerate(scored.beats):
             timing = {
                 "queued_s": scored.started - pending.received,
@@ -220,7 +221,7 @@ class Service:
                 "received_at": pending.received_wall,
             }
             peak = (result.peak_start[i], result.peak_end[i])
-            event = score_event(pending.beat, float(result.scores[i]), scored.threshold, scored.version, peak, timing)
+            event = score_event(pending.beat, float(result.scores[i]), threshold, version, peak, timing)
             self._publish_event(pending, event)
 
     def _publish_event(self, pending: Pending, event: dict[str, object]) -> None:
