@@ -221,6 +221,27 @@ def model_share(before: dict[str, float], after: dict[str, float], beats: int, s
     }
 
 
+def thread_times(pid: int) -> dict[str, tuple[float, float]]:
+    """Per thread: seconds on a CPU and seconds runnable but waiting for one (the kernel's schedstat)."""
+    times = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            on_cpu, waiting, _ = (task / "schedstat").read_text().split()
+        except FileNotFoundError:
+            continue  # a short-lived thread (one per /metrics request) ended meanwhile
+        times[task.name] = (int(on_cpu) / 1e9, int(waiting) / 1e9)
+    return times
+
+
+def model_thread(
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]], beats: int
+) -> dict[str, float]:
+    """The busiest thread is the model's: did it compute slower than the raw model, or wait?"""
+    deltas = [(a[0] - before[tid][0], a[1] - before[tid][1]) for tid, a in after.items() if tid in before]
+    on_cpu, waiting = max(deltas)
+    return {"model_thread_cpu_us": on_cpu / beats * 1e6, "model_thread_runqueue_us": waiting / beats * 1e6}
+
+
 @dataclass
 class Daemon:
     process: subprocess.Popen[bytes]
@@ -252,9 +273,10 @@ def serving_daemon(broker: BrokerAddress, args: argparse.Namespace) -> Iterator[
 
 def saturated(daemon: Daemon, broker: BrokerAddress, lines: list[bytes]) -> dict[str, float]:
     """Every line as fast as the C clients publish: the daemon's sustained rate, latency and CPU split."""
-    before = scrape(daemon.metrics_port)
+    before, threads_before = scrape(daemon.metrics_port), thread_times(daemon.process.pid)
     result = blast(broker, lines, start_collector(broker, len(lines)), daemon.process.pid, timeout=600)
     result.update(model_share(before, scrape(daemon.metrics_port), len(lines), len(lines) / result["rate"]))
+    result.update(model_thread(threads_before, thread_times(daemon.process.pid), len(lines)))
     return result
 
 
@@ -340,6 +362,8 @@ def main() -> None:
     report("  mean micro-batch", served["mean_batch"], "beats")
     report(f"  model wall time per beat (raw score() alone: {1e6 / served['raw']:.0f})", served["inference_us"], "us")
     report("  share of wall time the model was running", served["model_busy"], "")
+    report("  model thread on a CPU, per beat", served["model_thread_cpu_us"], "us")
+    report("  model thread runnable but waiting for a CPU, per beat", served["model_thread_runqueue_us"], "us")
     print("CPU time per beat, all threads (where the cores go):")
     report("  model alone, batched", served["model_cpu_us"], "us")
     report("  daemon process (model + MQTT + parsing)", served["consumer_cpu_us"], "us")

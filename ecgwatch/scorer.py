@@ -131,8 +131,9 @@ class Scorer:
     def finish(self, part: Reconstruction) -> BatchScores:
         """The rest of :meth:`score`: errors to scores and where in the beat they sit.
 
-        Split from :meth:`reconstruct` so the daemon runs it in its publishing thread: a dozen small numpy
-        calls, each of which gives up and waits to retake the GIL, slowed the model's thread by ~10%.
+        Split from :meth:`reconstruct` so the daemon runs it in its publishing thread: in the model's thread
+        these dozen small numpy calls, each giving up the GIL and waiting to retake it, held the daemon at
+        0.78x the raw model's throughput; moved out, 0.85x in the same paired runs.
         """
         cumulative = cumulative_error(part.x, part.reconstruction, self.rule.scale)
         scores = self.rule.scores_from(cumulative, part.embedding)
