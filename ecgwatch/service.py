@@ -51,7 +51,7 @@ class Pending:
 
 @dataclass(frozen=True)
 class ScoredBatch:
-    """A micro-batch the model has scored, on its way from the scoring thread to the publishing thread."""
+    """A micro-batch the model has reconstructed, on its way to the publishing thread, which scores it."""
 
     beats: list[Pending]
     part: Reconstruction
