@@ -301,14 +301,14 @@ def naive_run(broker: BrokerAddress, lines: list[bytes], args: argparse.Namespac
 
 
 def rounds_of_raw_and_served(
-    daemon: Daemon, broker: BrokerAddress, scorer: Scorer, beats: np.ndarray, args: argparse.Namespace
+    daemon: Daemon, broker: BrokerAddress, scorer: Scorer, beat_array: np.ndarray, args: argparse.Namespace
 ) -> list[dict[str, float]]:
     """Raw model then daemon, back to back, ``args.rounds`` times; each round keeps its own ratio."""
-    lines = payload_lines(beats, args.beats)
-    saturated(daemon, broker, lines[: args.beats // 8])  # warm-up: first batches pay torch's lazy set-up
+    lines = payload_lines(beat_array, len(beat_array))
+    saturated(daemon, broker, lines[: len(lines) // 8])  # warm-up: first batches pay torch's lazy set-up
     rounds = []
     for k in range(args.rounds):
-        raw, model_cpu_us = raw_model_rate(scorer, np.resize(beats, (args.beats, beats.shape[1])), args.batch)
+        raw, model_cpu_us = raw_model_rate(scorer, beat_array, args.batch)
         served = saturated(daemon, broker, lines)
         rounds.append({**served, "raw": raw, "model_cpu_us": model_cpu_us, "ratio": served["rate"] / raw})
         print(f"round {k + 1}/{args.rounds}: raw {raw:.0f}, end to end {served['rate']:.0f} beats/s", flush=True)
@@ -332,16 +332,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     beats = load_ecg5000().x
     scorer = Scorer(artifact.load(artifact.REFERENCE_MODEL_DIR), torch.device("cpu"))
+    beat_array = np.resize(beats, (args.beats, beats.shape[1]))  # the same beats for the raw model and the daemon
     with mosquitto("/usr/sbin/mosquitto") as broker:
         with serving_daemon(broker, args) as daemon:
-            rounds = rounds_of_raw_and_served(daemon, broker, scorer, beats, args)
+            rounds = rounds_of_raw_and_served(daemon, broker, scorer, beat_array, args)
             served = medians(rounds)
             paced_rate = served["rate"] * args.paced_fraction
             latency = paced(daemon, broker, payload_lines(beats, int(paced_rate * args.paced_seconds)), paced_rate)
             rss_mb = peak_rss_mb(daemon.process.pid)
         naive = naive_run(broker, payload_lines(beats, args.naive_beats), args)
     with other_cores_busy():
-        raw_busy = raw_model_rate(scorer, np.resize(beats, (args.beats, beats.shape[1])), args.batch, repeats=3)[0]
+        raw_busy = raw_model_rate(scorer, beat_array, args.batch, repeats=3)[0]
     ratios = sorted(r["ratio"] for r in rounds)
     print(f"model {scorer.loaded.version}, {args.threads} threads, batch {args.batch}, {args.beats} beats a round")
     report(f"raw batched model (batch {args.batch}), median of rounds", served["raw"], "beats/s")
