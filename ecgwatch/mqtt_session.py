@@ -41,6 +41,7 @@ class MqttSession:
         self.status_topic = settings.status_topic.format(instance=instance)
         self.tracker = AckTracker()
         self.connected = threading.Event()
+        self._stopping = False
         self._on_message = on_message
         self._on_connection = on_connection
         self._receive_maximum = max(1, min(receive_maximum, 65535))
@@ -92,8 +93,9 @@ class MqttSession:
         self._on_connection(True)
 
     def _handle_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
-        if self.connected.is_set():
-            log.warning("mqtt disconnected", extra={"reason": str(reason)})
+        if self.connected.is_set():  # a lost connection is news to the operator; our own disconnect is not
+            level = logging.INFO if self._stopping else logging.WARNING
+            log.log(level, "mqtt disconnected", extra={"reason": str(reason)})
         self.connected.clear()
         self._on_connection(False)
 
@@ -113,5 +115,6 @@ class MqttSession:
         """Announce ``offline`` (retained), then disconnect; the session and its queue stay on the broker."""
         if self.connected.is_set():
             self._publish_status(b"offline").wait_for_publish(timeout)
+        self._stopping = True
         self.client.disconnect()
         self.client.loop_stop()

@@ -177,6 +177,10 @@ class Daemon:
                 values[name] = float(value)
         return values
 
+    def log_entries(self) -> list[dict[str, Any]]:
+        """The daemon's structured log lines so far (mosquitto's and Python's own lines skipped)."""
+        return [json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{")]
+
     def signal(self, sig: signal.Signals) -> None:
         assert self.process is not None
         self.process.send_signal(sig)
