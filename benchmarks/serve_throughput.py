@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks._common import report
+from benchmarks._common import median_seconds, report
 from ecgwatch import artifact
 from ecgwatch.brokers import BrokerAddress, free_port, mosquitto
 from ecgwatch.datasets import load_ecg5000
@@ -160,6 +160,18 @@ def raw_model_rate(scorer: Scorer, beats: np.ndarray, batch: int, repeats: int =
         times.append(time.perf_counter() - started)
         cpu.append(time.process_time() - cpu_started)
     return len(beats) / statistics.median(times), statistics.median(cpu) / len(beats) * 1e6
+
+
+def matmul_flops_per_beat(model: torch.nn.Module, seq_len: int) -> float:
+    """Multiply-adds of every weight matrix at every time step, times two: the LSTMs' whole cost but the gates."""
+    weights = sum(p.numel() for name, p in model.named_parameters() if "weight" in name)
+    return 2.0 * weights * seq_len
+
+
+def matmul_peak_flops(size: int = 1024) -> float:
+    """What one large float32 matrix product reaches here: no batched model's matmuls go faster than this."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    return 2 * size**3 / median_seconds(lambda: a @ b, repeats=9)
 
 
 @contextmanager
@@ -343,6 +355,8 @@ def main() -> None:
         naive = naive_run(broker, payload_lines(beats, args.naive_beats), args)
     with other_cores_busy():
         raw_busy = raw_model_rate(scorer, beat_array, args.batch, repeats=3)[0]
+    batch_one = raw_model_rate(scorer, beat_array[: args.naive_beats], 1)[0]
+    flops, peak = matmul_flops_per_beat(scorer.model, scorer.loaded.seq_len), matmul_peak_flops()
     ratios = sorted(r["ratio"] for r in rounds)
     print(f"model {scorer.loaded.version}, {args.threads} threads, batch {args.batch}, {args.beats} beats a round")
     report(f"raw batched model (batch {args.batch}), median of rounds", served["raw"], "beats/s")
@@ -370,6 +384,11 @@ def main() -> None:
     report("  daemon process (model + MQTT + parsing)", served["consumer_cpu_us"], "us")
     report("  mosquitto broker", served["broker_cpu_us"], "us")
     report("  load generator + collector (C clients)", served["clients_cpu_us"], "us")
+    print(f"Compute ceiling ({flops / 1e6:.1f} MFLOP of matrix products per beat):")
+    report("  one large float32 matmul on one thread", peak / 1e9, "GFLOP/s")
+    report(f"  raw model, batch {args.batch}", served["raw"] * flops / 1e9, "GFLOP/s")
+    report("  raw model, batch 1", batch_one * flops / 1e9, "GFLOP/s")
+    report("  => batched model at that matmul's speed / naive", peak / flops / naive, "x")
     total = served["consumer_cpu_us"] + served["broker_cpu_us"] + served["clients_cpu_us"]
     report(f"  => ceiling on {os.cpu_count()} cores at this CPU cost", os.cpu_count() / total * 1e6, "beats/s")
 
