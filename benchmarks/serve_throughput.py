@@ -255,6 +255,20 @@ def model_thread(
 
 
 @dataclass
+class Consumers:
+    """The daemon on one broker, the naive consumer on another: both subscribe to every beat topic."""
+
+    broker: BrokerAddress
+    daemon: Daemon
+    naive_broker: BrokerAddress
+    naive_pid: int
+
+    def naive_rate(self, lines: list[bytes]) -> float:
+        collector = start_collector(self.naive_broker, len(lines))
+        return blast(self.naive_broker, lines, collector, self.naive_pid, timeout=900)["rate"]
+
+
+@dataclass
 class Daemon:
     process: subprocess.Popen[bytes]
     metrics_port: int
@@ -297,33 +311,60 @@ def paced(daemon: Daemon, broker: BrokerAddress, lines: list[bytes], rate: float
     return blast(broker, lines, start_collector(broker, len(lines)), daemon.process.pid, 600, rate)
 
 
-def naive_run(broker: BrokerAddress, lines: list[bytes], args: argparse.Namespace) -> float:
-    """The obvious first version (benchmarks/naive_consumer.py), in its own process like the daemon."""
+@contextmanager
+def naive_consumer(broker: BrokerAddress, args: argparse.Namespace) -> Iterator[int]:
+    """The obvious first version (benchmarks/naive_consumer.py), in its own process like the daemon; its pid."""
     command = [sys.executable, "-m", "benchmarks.naive_consumer", "--port", str(broker.port)]
-    command += ["--count", str(len(lines)), "--threads", str(args.threads)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen([*command, "--threads", str(args.threads)], stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
         if process.stdout.readline().strip() != "subscribed":
             raise RuntimeError("naive consumer did not start")
-        return blast(broker, lines, start_collector(broker, len(lines)), process.pid, timeout=900)["rate"]
+        yield process.pid
     finally:
         process.terminate()
         process.wait(30)
 
 
-def rounds_of_raw_and_served(
-    daemon: Daemon, broker: BrokerAddress, scorer: Scorer, beat_array: np.ndarray, args: argparse.Namespace
+@contextmanager
+def consumers_running(args: argparse.Namespace) -> Iterator[Consumers]:
+    with (
+        mosquitto("/usr/sbin/mosquitto") as broker,
+        mosquitto("/usr/sbin/mosquitto") as naive_broker,
+        serving_daemon(broker, args) as daemon,
+        naive_consumer(naive_broker, args) as naive_pid,
+    ):
+        yield Consumers(broker, daemon, naive_broker, naive_pid)
+
+
+def rounds_of_raw_served_and_naive(
+    consumers: Consumers, scorer: Scorer, beat_array: np.ndarray, args: argparse.Namespace
 ) -> list[dict[str, float]]:
-    """Raw model then daemon, back to back, ``args.rounds`` times; each round keeps its own ratio."""
+    """Raw model, daemon, naive consumer, back to back, ``args.rounds`` times; each round keeps its ratios."""
     lines = payload_lines(beat_array, len(beat_array))
-    saturated(daemon, broker, lines[: len(lines) // 8])  # warm-up: first batches pay torch's lazy set-up
+    naive_lines = lines[: args.naive_beats]
+    # Warm-up: the first batches pay torch's lazy set-up.
+    saturated(consumers.daemon, consumers.broker, lines[: len(lines) // 8])
+    consumers.naive_rate(naive_lines[:50])
     rounds = []
     for k in range(args.rounds):
         raw, model_cpu_us = raw_model_rate(scorer, beat_array, args.batch)
-        served = saturated(daemon, broker, lines)
-        rounds.append({**served, "raw": raw, "model_cpu_us": model_cpu_us, "ratio": served["rate"] / raw})
-        print(f"round {k + 1}/{args.rounds}: raw {raw:.0f}, end to end {served['rate']:.0f} beats/s", flush=True)
+        served = saturated(consumers.daemon, consumers.broker, lines)
+        naive = consumers.naive_rate(naive_lines)
+        rounds.append(
+            {
+                **served,
+                "raw": raw,
+                "model_cpu_us": model_cpu_us,
+                "naive": naive,
+                "ratio": served["rate"] / raw,
+                "naive_ratio": served["rate"] / naive,
+            }
+        )
+        print(
+            f"round {k + 1}/{args.rounds}: raw {raw:.0f}, end to end {served['rate']:.0f}, naive {naive:.0f} beats/s",
+            flush=True,
+        )
     return rounds
 
 
@@ -335,7 +376,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--beats", type=int, default=8000, help="beats per end-to-end round")
     parser.add_argument("--rounds", type=int, default=5, help="raw-then-daemon pairs; ratios are their median")
-    parser.add_argument("--naive-beats", type=int, default=1500)
+    parser.add_argument("--naive-beats", type=int, default=1000, help="beats per naive-consumer round")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="torch threads, for the raw model and both consumers")
     parser.add_argument("--paced-fraction", type=float, default=0.5, help="latency run at this share of capacity")
@@ -345,14 +386,13 @@ def main() -> None:
     beats = load_ecg5000().x
     scorer = Scorer(artifact.load(artifact.REFERENCE_MODEL_DIR), torch.device("cpu"))
     beat_array = np.resize(beats, (args.beats, beats.shape[1]))  # the same beats for the raw model and the daemon
-    with mosquitto("/usr/sbin/mosquitto") as broker:
-        with serving_daemon(broker, args) as daemon:
-            rounds = rounds_of_raw_and_served(daemon, broker, scorer, beat_array, args)
-            served = medians(rounds)
-            paced_rate = served["rate"] * args.paced_fraction
-            latency = paced(daemon, broker, payload_lines(beats, int(paced_rate * args.paced_seconds)), paced_rate)
-            rss_mb = peak_rss_mb(daemon.process.pid)
-        naive = naive_run(broker, payload_lines(beats, args.naive_beats), args)
+    with consumers_running(args) as consumers:
+        rounds = rounds_of_raw_served_and_naive(consumers, scorer, beat_array, args)
+        served = medians(rounds)
+        paced_rate = served["rate"] * args.paced_fraction
+        paced_lines = payload_lines(beats, int(paced_rate * args.paced_seconds))
+        latency = paced(consumers.daemon, consumers.broker, paced_lines, paced_rate)
+        rss_mb = peak_rss_mb(consumers.daemon.process.pid)
     with other_cores_busy():
         raw_busy = raw_model_rate(scorer, beat_array, args.batch, repeats=3)[0]
     batch_one = raw_model_rate(scorer, beat_array[: args.naive_beats], 1)[0]
@@ -361,10 +401,11 @@ def main() -> None:
     print(f"model {scorer.loaded.version}, {args.threads} threads, batch {args.batch}, {args.beats} beats a round")
     report(f"raw batched model (batch {args.batch}), median of rounds", served["raw"], "beats/s")
     report("daemon end to end through Mosquitto, median", served["rate"], "beats/s")
-    report("naive one-message-at-a-time consumer", naive, "beats/s")
+    report("naive one-message-at-a-time consumer, median", served["naive"], "beats/s")
     report("end to end / raw batched model, median of rounds", served["ratio"], "x")
     print(f"{'  per round, sorted':52s} {' '.join(f'{r:.3f}' for r in ratios)}")
-    report("end to end / naive consumer", served["rate"] / naive, "x")
+    report("end to end / naive consumer, median of rounds", served["naive_ratio"], "x")
+    print(f"{'  per round, sorted':52s} {' '.join(f'{r:.2f}' for r in sorted(r['naive_ratio'] for r in rounds))}")
     report("raw batched model, other cores spinning (reference)", raw_busy, "beats/s")
     report("end to end / that reference", served["rate"] / raw_busy, "x")
     report("latency p50 at saturation (receive -> score arrives)", served["p50"] * 1000, "ms")
@@ -388,7 +429,7 @@ def main() -> None:
     report("  one large float32 matmul on one thread", peak / 1e9, "GFLOP/s")
     report(f"  raw model, batch {args.batch}", served["raw"] * flops / 1e9, "GFLOP/s")
     report("  raw model, batch 1", batch_one * flops / 1e9, "GFLOP/s")
-    report("  => batched model at that matmul's speed / naive", peak / flops / naive, "x")
+    report("  => batched model at that matmul's speed / naive", peak / flops / served["naive"], "x")
     total = served["consumer_cpu_us"] + served["broker_cpu_us"] + served["clients_cpu_us"]
     report(f"  => ceiling on {os.cpu_count()} cores at this CPU cost", os.cpu_count() / total * 1e6, "beats/s")
 
