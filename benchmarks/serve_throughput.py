@@ -2,14 +2,13 @@
 
 Run: ECGWATCH_DATA_DIR=../shared/data python -m benchmarks.serve_throughput [--beats 4000]
 
-All three are measured in this one run on the same machine and printed with their ratios. The raw model and
-the daemon are measured back to back in several rounds and the ratio is the median of the rounds' ratios: on
-a shared machine the speed drifts by 10% over a minute, and a ratio of two figures taken a minute apart
-measures that drift as much as the daemon. The daemon is a
-real ``ecgwatch serve`` process (its peak resident memory is read from /proc); the naive consumer is a
-process of its own too. Load generator and collector are Mosquitto's C clients (``mosquitto_pub -l``,
-``mosquitto_sub``), so the measured Python process shares the CPU only with the broker and those cheap
-clients, as it would with watches and subscribers on other machines.
+All three are measured in this one run on the same machine and printed with their ratios. They run back to
+back in several rounds and each ratio is the median of the rounds' ratios: on a shared machine the speed
+drifts by 10% over a minute, and a ratio of two figures taken a minute apart measures that drift as much as
+the daemon. The daemon is a real ``ecgwatch serve`` process (its peak resident memory is read from /proc);
+the naive consumer is a process of its own too, on a broker of its own. Load generator and collector are
+Mosquitto's C clients (``mosquitto_pub -l``, ``mosquitto_sub``), so the measured Python process shares the CPU
+only with the broker and those cheap clients, as it would with watches and subscribers on other machines.
 """
 
 from __future__ import annotations
@@ -163,7 +162,7 @@ def raw_model_rate(scorer: Scorer, beats: np.ndarray, batch: int, repeats: int =
 
 
 def matmul_flops_per_beat(model: torch.nn.Module, seq_len: int) -> float:
-    """Multiply-adds of every weight matrix at every time step, times two: the LSTMs' whole cost but the gates."""
+    """Multiply-adds of every weight matrix at every time step, times two: all the LSTMs' matrix work."""
     weights = sum(p.numel() for name, p in model.named_parameters() if "weight" in name)
     return 2.0 * weights * seq_len
 
@@ -255,6 +254,12 @@ def model_thread(
 
 
 @dataclass
+class Daemon:
+    process: subprocess.Popen[bytes]
+    metrics_port: int
+
+
+@dataclass
 class Consumers:
     """The daemon on one broker, the naive consumer on another: both subscribe to every beat topic."""
 
@@ -266,12 +271,6 @@ class Consumers:
     def naive_rate(self, lines: list[bytes]) -> float:
         collector = start_collector(self.naive_broker, len(lines))
         return blast(self.naive_broker, lines, collector, self.naive_pid, timeout=900)["rate"]
-
-
-@dataclass
-class Daemon:
-    process: subprocess.Popen[bytes]
-    metrics_port: int
 
 
 @contextmanager
@@ -375,7 +374,7 @@ def medians(rounds: list[dict[str, float]]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--beats", type=int, default=8000, help="beats per end-to-end round")
-    parser.add_argument("--rounds", type=int, default=5, help="raw-then-daemon pairs; ratios are their median")
+    parser.add_argument("--rounds", type=int, default=5, help="raw, daemon, naive in turn; ratios are medians")
     parser.add_argument("--naive-beats", type=int, default=1000, help="beats per naive-consumer round")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="torch threads, for the raw model and both consumers")
