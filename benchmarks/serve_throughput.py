@@ -103,7 +103,6 @@ def feed(publishers: list[subprocess.Popen[bytes]], lines: list[bytes], rate: fl
 def blast(
     broker: BrokerAddress,
     lines: list[bytes],
-    collector: Collector,
     consumer: int,
     timeout: float,
     rate: float | None = None,
@@ -113,6 +112,7 @@ def blast(
     Also the CPU seconds each party spent meanwhile: the consumer under test, the broker, and the C clients
     (reaped inside this function, so they are exactly the children's rusage delta).
     """
+    collector = start_collector(broker, len(lines))
     command = ["mosquitto_pub", "-h", broker.host, "-p", str(broker.port), "-q", "1", "-M", "1000", "-l"]
     cpu_before = (cpu_seconds(consumer), cpu_seconds(broker.pid), children_cpu_seconds())
     started = time.time()
@@ -269,8 +269,7 @@ class Consumers:
     naive_pid: int
 
     def naive_rate(self, lines: list[bytes]) -> float:
-        collector = start_collector(self.naive_broker, len(lines))
-        return blast(self.naive_broker, lines, collector, self.naive_pid, timeout=900)["rate"]
+        return blast(self.naive_broker, lines, self.naive_pid, timeout=900)["rate"]
 
 
 @contextmanager
@@ -299,7 +298,7 @@ def serving_daemon(broker: BrokerAddress, args: argparse.Namespace) -> Iterator[
 def saturated(daemon: Daemon, broker: BrokerAddress, lines: list[bytes]) -> dict[str, float]:
     """Every line as fast as the C clients publish: the daemon's sustained rate, latency and CPU split."""
     before, threads_before = scrape(daemon.metrics_port), thread_times(daemon.process.pid)
-    result = blast(broker, lines, start_collector(broker, len(lines)), daemon.process.pid, timeout=600)
+    result = blast(broker, lines, daemon.process.pid, timeout=600)
     result.update(model_share(before, scrape(daemon.metrics_port), len(lines), len(lines) / result["rate"]))
     result.update(model_thread(threads_before, thread_times(daemon.process.pid), len(lines)))
     return result
@@ -307,7 +306,7 @@ def saturated(daemon: Daemon, broker: BrokerAddress, lines: list[bytes]) -> dict
 
 def paced(daemon: Daemon, broker: BrokerAddress, lines: list[bytes], rate: float) -> dict[str, float]:
     """Latency below capacity, where a real fleet runs: beats arrive at ``rate`` per second."""
-    return blast(broker, lines, start_collector(broker, len(lines)), daemon.process.pid, 600, rate)
+    return blast(broker, lines, daemon.process.pid, 600, rate)
 
 
 @contextmanager
