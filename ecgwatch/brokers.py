@@ -73,7 +73,6 @@ def embedded() -> Iterator[BrokerAddress]:
     thread.start()
     asyncio.run_coroutine_threadsafe(broker.start(), loop).result(10)
     try:
-        _wait_accepting(port, 10)
         yield BrokerAddress("127.0.0.1", port, "3.1.1", "embedded amqtt")
     finally:
         asyncio.run_coroutine_threadsafe(broker.shutdown(), loop).result(10)

@@ -19,9 +19,6 @@ def test_auroc_matches_sklearn_with_ties() -> None:
     assert auroc(scores, labels) == pytest.approx(roc_auc_score(labels, scores))
 
 
-# amqtt (the embedded broker) leaves client sockets for the garbage collector at shutdown; that is its
-# leak, not ours, and it surfaces as unraisable ResourceWarnings after the test has passed.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("embedded", [False, True])
 def test_demo_scores_every_beat_and_reports(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_root, embedded
