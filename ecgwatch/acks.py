@@ -2,7 +2,9 @@
 
 paho keeps its outgoing session in memory only, so if we acked a beat as soon as we *sent* its score, a
 crash before the broker confirmed that score would lose it. Each input gets a count of outstanding
-publications; the broker's PUBACK for the last one releases the input's acknowledgement.
+publications; the broker's answer to the last one settles the input: every publication accepted, or at
+least one refused (an MQTT 5 PUBACK reason code >= 0x80, e.g. "Not authorized"), in which case the input
+must not be acknowledged.
 """
 
 from __future__ import annotations
@@ -15,14 +17,15 @@ from dataclasses import dataclass, field
 @dataclass
 class _Pending:
     remaining: int
-    on_done: Callable[[], None]
+    settle: Callable[[list[tuple[str, str]]], None]
+    refusals: list[tuple[str, str]] = field(default_factory=list)  # (kind, reason) of refused publications
 
 
 @dataclass
 class AckTracker:
-    _by_out_mid: dict[int, int] = field(default_factory=dict)
+    _by_out_mid: dict[int, tuple[int, str]] = field(default_factory=dict)  # out mid -> (input key, kind)
     _inputs: dict[int, _Pending] = field(default_factory=dict)
-    _early: set[int] = field(default_factory=set)
+    _early: dict[int, str | None] = field(default_factory=dict)  # out mid -> refusal reason, None if accepted
     _next_key: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _idle: threading.Condition = field(init=False)
@@ -30,53 +33,58 @@ class AckTracker:
     def __post_init__(self) -> None:
         self._idle = threading.Condition(self._lock)
 
-    def begin(self, expected: int, on_done: Callable[[], None]) -> int:
-        """Register an input that will cause ``expected`` publications; returns its key."""
+    def begin(self, expected: int, settle: Callable[[list[tuple[str, str]]], None]) -> int:
+        """Register an input that will cause ``expected`` publications; returns its key.
+
+        ``settle(refusals)`` runs once the broker has answered all of them, with the ``(kind, reason)`` of
+        each refused one (an empty list: all accepted).
+        """
         with self._lock:
             key = self._next_key
             self._next_key += 1
-            self._inputs[key] = _Pending(expected, on_done)
+            self._inputs[key] = _Pending(expected, settle)
             return key
 
-    def published(self, key: int, out_mid: int) -> None:
+    def published(self, key: int, out_mid: int, kind: str) -> None:
         """Tie an outgoing message id to its input, after ``publish`` returned.
 
         Never hold this lock across a paho call: paho runs on_publish under its own mutex, so holding
-        ours while publishing deadlocks against the network thread. The broker may therefore confirm a
-        message before we register it; such early confirmations wait in ``_early``. Every publish must
-        go through here, or a stray confirmation could complete a later message that reuses the mid.
+        ours while publishing deadlocks against the network thread. The broker may therefore answer a
+        message before we register it; such early answers wait in ``_early``. Every tracked publish must
+        go through here, or a stray answer could settle a later message that reuses the mid.
         """
         with self._lock:
-            if out_mid in self._early:  # the broker confirmed before we got here
-                self._early.discard(out_mid)
-                done = self._complete_one(key)
+            if out_mid in self._early:  # the broker answered before we got here
+                settle = self._answer_one(key, kind, self._early.pop(out_mid))
             else:
-                self._by_out_mid[out_mid] = key
-                done = None
-        if done:
-            done()
+                self._by_out_mid[out_mid] = (key, kind)
+                settle = None
+        if settle:
+            settle()
 
-    def confirmed(self, out_mid: int) -> None:
-        """paho's on_publish: the broker has the message."""
+    def answered(self, out_mid: int, refusal: str | None = None) -> None:
+        """paho's on_publish: the broker accepted the message (``refusal`` None) or refused it (its reason)."""
         with self._lock:
-            key = self._by_out_mid.pop(out_mid, None)
-            if key is None:
-                self._early.add(out_mid)
+            entry = self._by_out_mid.pop(out_mid, None)
+            if entry is None:
+                self._early[out_mid] = refusal
                 return
-            done = self._complete_one(key)
-        if done:
-            done()
+            settle = self._answer_one(entry[0], entry[1], refusal)
+        if settle:
+            settle()
 
-    def _complete_one(self, key: int) -> Callable[[], None] | None:
-        """Count one confirmation; returns the input's callback once all are in (run it outside the lock)."""
+    def _answer_one(self, key: int, kind: str, refusal: str | None) -> Callable[[], None] | None:
+        """Count one answer; returns the input's settlement once all are in (run it outside the lock)."""
         pending = self._inputs[key]
         pending.remaining -= 1
+        if refusal is not None:
+            pending.refusals.append((kind, refusal))
         if pending.remaining > 0:
             return None
         del self._inputs[key]
         if not self._inputs:
             self._idle.notify_all()
-        return pending.on_done
+        return lambda: pending.settle(pending.refusals)
 
     def outstanding(self) -> int:
         with self._lock:

@@ -24,15 +24,13 @@ import torch
 from safetensors import SafetensorError
 
 import ecgwatch
+from ecgwatch.artifact_schema import FORMAT, FORMAT_VERSION, problems
 from ecgwatch.models.image import IMAGE_ARCHITECTURE, ImageAEConfig, build_image_model
 from ecgwatch.models.recurrent import ARCHITECTURE, RecurrentAEConfig, RecurrentAutoencoder
 
-FORMAT = "ecgwatch-model"
-FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 METADATA_FILE = "model.json"
 REFERENCE_MODEL_DIR = Path(__file__).parent / "reference_model"
-REQUIRED_KEYS = ("format", "format_version", "version", "architecture", "hyperparameters")
 
 
 @dataclass(frozen=True)
@@ -42,7 +40,6 @@ class Architecture:
     config: Any  # a frozen dataclass type with to_dict()
     build: Callable[[Any], torch.nn.Module]
     probe: Callable[[Any], torch.Tensor]
-    required_keys: tuple[str, ...]
 
 
 ARCHITECTURES = {
@@ -50,11 +47,8 @@ ARCHITECTURES = {
         RecurrentAEConfig,
         RecurrentAutoencoder,
         lambda c: torch.sin(torch.linspace(0, 6.28, c.seq_len)).reshape(1, -1, 1),
-        ("input", "score", "threshold"),
     ),
-    IMAGE_ARCHITECTURE: Architecture(
-        ImageAEConfig, build_image_model, lambda c: torch.full((1, *c.input_shape), 0.5), ()
-    ),
+    IMAGE_ARCHITECTURE: Architecture(ImageAEConfig, build_image_model, lambda c: torch.full((1, *c.input_shape), 0.5)),
 }
 
 
@@ -138,19 +132,16 @@ def read_metadata(directory: Path) -> dict[str, Any]:
         raise ArtifactError(f"{path}: not valid JSON ({exc}); the file is truncated or corrupt") from None
     if not isinstance(metadata, dict):
         raise ArtifactError(f"{path}: expected a JSON object")
-    missing = [k for k in REQUIRED_KEYS if k not in metadata]
-    if missing:
-        raise ArtifactError(f"{path}: missing keys {missing}")
-    if metadata["architecture"] not in ARCHITECTURES:
-        raise ArtifactError(f"{path}: architecture {metadata['architecture']!r} is not one of {sorted(ARCHITECTURES)}")
-    missing = [k for k in ARCHITECTURES[metadata["architecture"]].required_keys if k not in metadata]
-    if missing:
-        raise ArtifactError(f"{path}: missing keys {missing}")
-    if metadata["format"] != FORMAT or metadata["format_version"] != FORMAT_VERSION:
+    if metadata.get("format_version") not in (None, FORMAT_VERSION) and metadata.get("format") == FORMAT:
         raise ArtifactError(
-            f"{path}: format {metadata['format']!r} version {metadata['format_version']!r} is not supported; "
+            f"{path}: format {FORMAT!r} version {metadata['format_version']!r} is not supported; "
             f"this ecgwatch reads {FORMAT!r} version {FORMAT_VERSION}"
         )
+    issues = problems(metadata)
+    if issues:
+        raise ArtifactError(f"{path}: {'; '.join(issues)}; retrain or restore the file")
+    if metadata["architecture"] not in ARCHITECTURES:
+        raise ArtifactError(f"{path}: architecture {metadata['architecture']!r} is not one of {sorted(ARCHITECTURES)}")
     return metadata
 
 

@@ -86,9 +86,14 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def _serve(args: argparse.Namespace) -> int:
     from ecgwatch.service import Service  # torch and paho load only for the daemon
 
-    settings = load_settings(args.config, _overrides(args))
-    logs.setup(settings.log_level, settings.log_format)
-    return Service(settings).run()
+    try:  # start-up: a bad setting or model file is the operator's to fix (exit 2, one line)
+        settings = load_settings(args.config, _overrides(args))
+        logs.setup(settings.log_level, settings.log_format)
+        service = Service(settings)
+    except STARTUP_ERRORS as exc:
+        return _startup_failed(exc)
+    # Running: an exception from here on is a defect; it propagates with its traceback (exit 1).
+    return service.run()
 
 
 def _simulate(args: argparse.Namespace) -> None:
@@ -152,11 +157,37 @@ def _score(args: argparse.Namespace) -> None:
         )
 
 
+STARTUP_ERRORS = (ValidationError, ArtifactError, DataFormatError, DataUnavailableError, OSError, ValueError)
+
+
+def _startup_failed(exc: Exception) -> int:
+    if isinstance(exc, ValidationError):
+        print(f"ecgwatch: invalid configuration ({exc.error_count()} error(s)):", file=sys.stderr)
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"]) or "settings"
+            print(f"  {where}: {error['msg']}{_shown_input(error)}", file=sys.stderr)
+    else:
+        logging.getLogger("ecgwatch").debug("start-up failed", exc_info=True)
+        print(f"ecgwatch: error: {exc}", file=sys.stderr)
+    return 2
+
+
+def _shown_input(error: Any) -> str:
+    """The offending value, when it is safe to print: a scalar, and not from a secret setting.
+
+    A section-level error's input is the whole section, password included: never print that.
+    """
+    value, where = error.get("input"), [str(part).lower() for part in error["loc"]]
+    if isinstance(value, dict | list) or any("password" in part or "key" in part for part in where):
+        return ""
+    return f" (got {value!r})"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
     try:
-        if args.command == "serve":
-            return _serve(args)
         if args.command == "config":
             print(json.dumps(masked(load_settings(args.config, _overrides(args))), indent=2))
         elif args.command == "simulate":
@@ -167,16 +198,8 @@ def main(argv: list[str] | None = None) -> int:
             _info(args.model)
         else:
             _score(args)
-    except ValidationError as exc:
-        print(f"ecgwatch: invalid configuration ({exc.error_count()} error(s)):", file=sys.stderr)
-        for error in exc.errors():
-            where = ".".join(str(part) for part in error["loc"]) or "settings"
-            print(f"  {where}: {error['msg']} (got {error.get('input')!r})", file=sys.stderr)
-        return 2
-    except (ArtifactError, DataFormatError, DataUnavailableError, OSError, ValueError, RuntimeError) as exc:
-        logging.getLogger("ecgwatch").debug("start-up failed", exc_info=True)
-        print(f"ecgwatch: error: {exc}", file=sys.stderr)
-        return 2
+    except (*STARTUP_ERRORS, RuntimeError) as exc:  # RuntimeError: e.g. no broker for the demo
+        return _startup_failed(exc)
     return 0
 
 

@@ -6,7 +6,10 @@ stops start-up naming the setting instead of being silently ignored.
 
 from __future__ import annotations
 
+import contextvars
+import logging
 import os
+import stat
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,10 +19,41 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from ecgwatch.artifact import REFERENCE_MODEL_DIR
 
 CONFIG_ENV = "ECGWATCH_CONFIG"
+log = logging.getLogger(__name__)
+# The TOML file of the settings being built; a context variable, so that loading settings never changes
+# the process environment (which leaked a config test's file into later tests).
+_toml_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("ecgwatch_toml_file", default=None)
 
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _readable_file(path: Path | None, name: str) -> None:
+    if path is not None and not path.is_file():
+        raise ValueError(f"{name} {path} does not exist or is not a file")
+
+
+class TlsSettings(Section):
+    enabled: bool = Field(False, description="connect with TLS; setting ca_file turns it on too")
+    ca_file: Path | None = Field(None, description="CA certificate(s) to verify the broker; unset: system CAs")
+    cert_file: Path | None = Field(None, description="client certificate, for brokers that require one (mTLS)")
+    key_file: Path | None = Field(None, description="private key of cert_file")
+
+    @model_validator(mode="after")
+    def _check(self) -> TlsSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("set both cert_file and key_file for a client certificate, or neither")
+        if self.cert_file is not None and not self.active:
+            raise ValueError("a client certificate needs TLS: set enabled = true or ca_file")
+        for name in ("ca_file", "cert_file", "key_file"):
+            _readable_file(getattr(self, name), name)
+        return self
+
+    @property
+    def active(self) -> bool:
+        """The server certificate is always verified; there is no setting to turn that off."""
+        return self.enabled or self.ca_file is not None
 
 
 class MqttSettings(Section):
@@ -42,6 +76,7 @@ class MqttSettings(Section):
     shared_group: str | None = Field(None, description="join $share/<group>/ to split one stream across instances")
     reconnect_min_s: float = Field(1.0, gt=0, description="first reconnect delay; doubles up to reconnect_max_s")
     reconnect_max_s: float = Field(120.0, gt=0, description="longest reconnect delay")
+    tls: TlsSettings = Field(default_factory=TlsSettings)  # type: ignore[arg-type]
 
     @model_validator(mode="after")
     def _check(self) -> MqttSettings:
@@ -50,14 +85,23 @@ class MqttSettings(Section):
         for name in ("score_topic", "anomaly_topic"):
             if "{device}" not in getattr(self, name):
                 raise ValueError(f"{name} must contain '{{device}}'")
+        for name in ("score_topic", "anomaly_topic", "deadletter_topic", "status_topic"):
+            if any(c in getattr(self, name) for c in "+#\x00"):
+                raise ValueError(f"{name} is a topic we publish to: it cannot hold the wildcards '+' or '#'")
         if self.password is not None and self.password_file is not None:
             raise ValueError("set either password or password_file, not both")
+        _readable_file(self.password_file, "password_file")
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError("reconnect_max_s must be >= reconnect_min_s")
         return self
 
     def resolved_password(self) -> str | None:
         if self.password_file is not None:
+            if self.password_file.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+                log.warning(
+                    "the MQTT password file can be read by other users; chmod 600 it",
+                    extra={"file": str(self.password_file)},
+                )
             return self.password_file.read_text().strip()
         return self.password.get_secret_value() if self.password else None
 
@@ -86,7 +130,10 @@ class BatchSettings(Section):
 class LimitSettings(Section):
     min_samples: int = Field(35, ge=2, description="shortest beat accepted (resampled to the model's length)")
     max_samples: int = Field(1000, ge=2, description="longest beat accepted")
-    max_payload_bytes: int = Field(65536, ge=64, description="larger messages are dead-lettered unread")
+    max_payload_bytes: int = Field(
+        65536, ge=64, description="larger messages are dead-lettered unread (and dead letters echo at most this)"
+    )
+    max_device_id_bytes: int = Field(256, ge=1, le=4096, description="longest device id (topic level) accepted")
 
     @model_validator(mode="after")
     def _check(self) -> LimitSettings:
@@ -126,21 +173,25 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, file_secret_settings]
-        toml_file = os.environ.get(CONFIG_ENV)
-        if toml_file:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_file)))
+        toml_file = _toml_file.get()
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
         return tuple(sources)
 
 
 def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
     """Build the effective settings; CLI ``overrides`` (nested dicts) win over everything else."""
-    if config_file is not None:
+    if config_file is None and os.environ.get(CONFIG_ENV):
+        config_file = Path(os.environ[CONFIG_ENV])
         if not config_file.is_file():
-            raise FileNotFoundError(f"config file {config_file} does not exist")
-        os.environ[CONFIG_ENV] = str(config_file)
-    elif os.environ.get(CONFIG_ENV) and not Path(os.environ[CONFIG_ENV]).is_file():
-        raise FileNotFoundError(f"{CONFIG_ENV}={os.environ[CONFIG_ENV]} does not exist")
-    return Settings(**(overrides or {}))
+            raise FileNotFoundError(f"{CONFIG_ENV}={config_file} does not exist")
+    elif config_file is not None and not config_file.is_file():
+        raise FileNotFoundError(f"config file {config_file} does not exist")
+    token = _toml_file.set(config_file)
+    try:
+        return Settings(**(overrides or {}))
+    finally:
+        _toml_file.reset(token)
 
 
 def masked(settings: Settings) -> dict[str, Any]:

@@ -1,40 +1,83 @@
-"""``/metrics`` for Prometheus and ``/healthz`` for container health checks and load balancers."""
+"""``/metrics`` for Prometheus and ``/healthz`` for container health checks and load balancers.
+
+``/metrics`` is prometheus-client's own WSGI app, so OpenMetrics negotiation, ``name[]`` filtering and gzip
+come with it; ``/healthz`` sits beside it. Served by a small threading WSGI server whose errors (a scraper
+hanging up mid-response) go to our structured log, not as bare tracebacks on stderr.
+"""
 
 from __future__ import annotations
 
+import logging
+import sys
 import threading
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, make_wsgi_app
+
+log = logging.getLogger(__name__)
+DISCONNECTS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+
+
+class _LogStream:
+    """What wsgiref writes its error reports to (``wsgi.errors``): our log instead of stderr."""
+
+    def write(self, text: str) -> None:
+        if text.strip():
+            log.debug("http handler error", extra={"detail": text.strip()[-500:]})
+
+    def flush(self) -> None:
+        """Nothing buffered."""
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args: object) -> None:
+        """Scrapes every few seconds would drown the log."""
+
+    def get_stderr(self) -> _LogStream:  # type: ignore[override]
+        return _LogStream()
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
+        """A client that hangs up is routine; anything else is logged once, as JSON like every log line."""
+        error = sys.exc_info()[1]
+        if isinstance(error, DISCONNECTS):
+            return
+        log.error("http request failed", exc_info=True, extra={"client": client_address[0]})
+
+
+def health_app(
+    registry: CollectorRegistry, healthy: Callable[[], tuple[bool, str]]
+) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+    metrics = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/metrics":
+            return metrics(environ, start_response)  # type: ignore[no-any-return]
+        if path == "/healthz":
+            ok, detail = healthy()
+            body = detail.encode() + b"\n"
+            status = "200 OK" if ok else "503 Service Unavailable"
+        else:
+            body, status = b"try /metrics or /healthz\n", "404 Not Found"
+        start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    return app
 
 
 class MetricsServer:
     def __init__(
         self, registry: CollectorRegistry, healthy: Callable[[], tuple[bool, str]], host: str, port: int
     ) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path.split("?")[0] == "/metrics":
-                    self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
-                elif self.path == "/healthz":
-                    ok, detail = healthy()
-                    self._send(200 if ok else 503, detail.encode() + b"\n", "text/plain")
-                else:
-                    self._send(404, b"try /metrics or /healthz\n", "text/plain")
-
-            def _send(self, code: int, body: bytes, content_type: str) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                """Scrapes every few seconds would drown the log."""
-
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
+        self.server = make_server(host, port, health_app(registry, healthy), _Server, _QuietHandler)
         self.thread = threading.Thread(target=self.server.serve_forever, name="metrics-http", daemon=True)
 
     @property

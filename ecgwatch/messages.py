@@ -36,9 +36,20 @@ REASONS = (
     "bad_ts",
     "bad_samples",
     "non_finite",
+    "out_of_range",
     "length_out_of_bounds",
     "bad_topic",
+    "unparseable",  # a parser defect, not the sender's: logged with a traceback, and still dead-lettered
 )
+# JSON consumers in JavaScript read integers exactly only up to 2**53; orjson refuses beyond 64 bits.
+MAX_SEQ = 2**53 - 1
+# Far beyond any ECG unit (ADC counts, microvolts); larger values overflow the z-normalisation's squares.
+MAX_ABS_SAMPLE = 1e9
+MAX_DEVICE_ID_BYTES = 256
+# MQTT caps a topic name at 65,535 bytes; output topics are built from the device id.
+MAX_TOPIC_BYTES = 65535
+# Characters that cannot stand in a topic level we publish to: wildcards, the level separator, NUL.
+FORBIDDEN_IN_DEVICE_ID = frozenset("+#/\x00")
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,7 @@ class BeatLimits:
     min_samples: int = 35
     max_samples: int = 1000
     max_payload_bytes: int = 65536
+    max_device_id_bytes: int = MAX_DEVICE_ID_BYTES
 
 
 @dataclass(frozen=True)
@@ -60,17 +72,27 @@ class Beat:
     original_length: int
 
 
-def device_from_topic(topic: str, pattern: str) -> str:
-    """The segment of ``topic`` matched by the single ``+`` in ``pattern`` (e.g. ``ecg/+/beat``)."""
+def device_from_topic(topic: str, pattern: str, max_bytes: int = MAX_DEVICE_ID_BYTES) -> str:
+    """The segment of ``topic`` matched by the single ``+`` in ``pattern`` (e.g. ``ecg/+/beat``), checked
+    by :func:`check_device_id`."""
     parts, expected = topic.split("/"), pattern.split("/")
     if len(parts) != len(expected) or "+" not in expected:
         raise InvalidBeat("bad_topic", f"topic {topic!r} does not match {pattern!r}")
     for got, want in zip(parts, expected, strict=True):
         if want not in ("+", got):
             raise InvalidBeat("bad_topic", f"topic {topic!r} does not match {pattern!r}")
-    device = parts[expected.index("+")]
-    if not device:
-        raise InvalidBeat("bad_topic", f"empty device id in topic {topic!r}")
+    return check_device_id(parts[expected.index("+")], max_bytes)
+
+
+def check_device_id(device: str, max_bytes: int) -> str:
+    """A device id we can build output topics from: 1..``max_bytes`` UTF-8 bytes, no wildcard, no control
+    character. Without the check, a 65,526-byte id made a score topic over MQTT's limit and paho's
+    ``publish`` raised in the publishing thread."""
+    size = len(device.encode("utf-8", "surrogatepass"))
+    if not 1 <= size <= max_bytes:
+        raise InvalidBeat("bad_topic", f"device id must be 1..{max_bytes} bytes, got {size}")
+    if any(c in FORBIDDEN_IN_DEVICE_ID or not c.isprintable() for c in device):
+        raise InvalidBeat("bad_topic", "device id holds a wildcard, separator or control character")
     return device
 
 
@@ -97,11 +119,25 @@ def _decode_lenient(payload: bytes) -> Any:
     """Second opinion from the stdlib, which also reads NaN, Infinity and huge numbers.
 
     A watch that sends ``NaN`` should hear "non_finite", not "not_json": the value checks reject it next.
+    The stdlib parser recurses per nesting level: ``[[[...]]]`` 1,100 deep raised RecursionError, which
+    escaped paho's callback and killed its network thread.
     """
     try:
         return json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidBeat("not_json", str(exc)) from None
+    except RecursionError:
+        raise InvalidBeat("not_json", "nested too deeply") from None
+
+
+def _finite(value: Any) -> bool:
+    """A JSON number that is a finite float; a 401-digit integer made ``math.isfinite`` raise OverflowError."""
+    if not _number(value):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _samples(document: dict[str, Any], limits: BeatLimits) -> np.ndarray:
@@ -118,18 +154,20 @@ def _samples(document: dict[str, Any], limits: BeatLimits) -> np.ndarray:
         raise InvalidBeat("non_finite", "samples contain a number too large for a float") from None
     if not np.isfinite(values).all():
         raise InvalidBeat("non_finite", "samples contain NaN or infinity")
+    if np.abs(values).max() > MAX_ABS_SAMPLE:
+        raise InvalidBeat("out_of_range", f"samples beyond +-{MAX_ABS_SAMPLE:g}; send ADC counts or physical units")
     return values
 
 
 def parse_beat(topic: str, payload: bytes, pattern: str, limits: BeatLimits) -> Beat:
     """Validate a beat message and resample it to the model's length (linear, as ECG5000 was built)."""
-    device_id = device_from_topic(topic, pattern)
+    device_id = device_from_topic(topic, pattern, limits.max_device_id_bytes)
     document = _decode(payload, limits)
     seq = document.get("seq")
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-        raise InvalidBeat("bad_seq", "'seq' must be a non-negative integer")
+    if type(seq) is not int or not 0 <= seq <= MAX_SEQ:
+        raise InvalidBeat("bad_seq", f"'seq' must be an integer in 0..{MAX_SEQ}")
     ts = document.get("ts")
-    if ts is not None and (not _number(ts) or not math.isfinite(ts)):
+    if ts is not None and not _finite(ts):
         raise InvalidBeat("bad_ts", "'ts' must be epoch seconds (a finite number) when present")
     values = _samples(document, limits)
     return Beat(
@@ -141,21 +179,19 @@ def parse_beat(topic: str, payload: bytes, pattern: str, limits: BeatLimits) -> 
     )
 
 
-def dead_letter(topic: str, payload: bytes, error: InvalidBeat, received_at: float) -> bytes:
-    """Everything needed to find and fix the sender: original topic, reason, and the payload itself."""
+def dead_letter(topic: str, payload: bytes, error: InvalidBeat, received_at: float, max_echo_bytes: int) -> bytes:
+    """Everything needed to find and fix the sender: original topic, reason, and the payload itself, cut at
+    ``max_echo_bytes`` (a 5 MB message must not become a 5 MB dead letter)."""
+    truncated = len(payload) > max_echo_bytes
+    echoed = payload[:max_echo_bytes]
     try:
-        original: Any = payload.decode("utf-8")
+        original: Any = echoed.decode("utf-8")
     except UnicodeDecodeError:
-        original = {"base64": base64.b64encode(payload).decode("ascii")}
-    return orjson.dumps(
-        {
-            "topic": topic,
-            "reason": error.reason,
-            "detail": error.detail,
-            "received_at": received_at,
-            "payload": original,
-        }
-    )
+        original = {"base64": base64.b64encode(echoed).decode("ascii")}
+    letter = {"topic": topic, "reason": error.reason, "detail": error.detail, "received_at": received_at}
+    if truncated:
+        letter |= {"payload_bytes": len(payload), "payload_truncated": True}
+    return orjson.dumps({**letter, "payload": original})
 
 
 def score_event(

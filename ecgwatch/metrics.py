@@ -39,6 +39,38 @@ class Metrics:
         self.published = {
             kind: self.messages_published.labels(kind=kind) for kind in ("score", "anomaly", "deadletter")
         }
+        self.publish_failures = Counter(
+            "ecgwatch_publish_failures",
+            "Publications the broker refused (MQTT 5 reason code); their beats stay unacknowledged",
+            ["kind", "reason"],
+            registry=r,
+        )
+        self.beats_skipped = Counter(
+            "ecgwatch_beats_skipped",
+            "Messages acknowledged without scoring (retained: old beats)",
+            ["reason"],
+            registry=r,
+        )
+        self.beats_skipped.labels(reason="retained")
+        self.beats_held = Gauge(
+            "ecgwatch_beats_held", "Beats received and not yet acknowledged (queued, scoring or publishing)", registry=r
+        )
+        self.beats_held_limit = Gauge(
+            "ecgwatch_beats_held_limit", "Most beats held at once; beyond it the broker keeps them", registry=r
+        )
+        self.connection_failures = Counter(
+            "ecgwatch_mqtt_connection_failures",
+            "Failed connection attempts to the broker, by stage (network, tls, refused)",
+            ["stage"],
+            registry=r,
+        )
+        for stage in ("network", "tls", "refused"):
+            self.connection_failures.labels(stage=stage)
+        self.sessions_lost = Counter(
+            "ecgwatch_mqtt_sessions_lost",
+            "Reconnects on which the broker no longer had our session (beats queued meanwhile are lost)",
+            registry=r,
+        )
         self.model_reloads = Counter("ecgwatch_model_reloads", "Model reload attempts", ["result"], registry=r)
         for result in ("success", "failure"):
             self.model_reloads.labels(result=result)

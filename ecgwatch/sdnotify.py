@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+
+log = logging.getLogger(__name__)
 
 
 class Notifier:
     def __init__(self, address: str | None = None) -> None:
         self.address = address if address is not None else os.environ.get("NOTIFY_SOCKET", "")
-        usec = os.environ.get("WATCHDOG_USEC")
-        self.watchdog_interval_s: float | None = int(usec) / 2e6 if usec and usec.isdigit() else None
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.address)
+        self._warned = False
 
     def notify(self, *lines: str) -> None:
+        """Best effort: a notification that cannot be sent is logged once, never fatal.
+
+        A send failure (systemd restarted, socket gone) used to raise in the scoring thread and stop the
+        daemon; the watchdog, if configured, is what notices a daemon that can no longer notify.
+        """
         if not self.address:
             return
         target = "\0" + self.address[1:] if self.address.startswith("@") else self.address
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.sendto("\n".join(lines).encode(), target)
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                sock.sendto("\n".join(lines).encode(), target)
+        except OSError as exc:
+            if not self._warned:
+                self._warned = True
+                log.warning("cannot notify systemd", extra={"socket": self.address, "error": str(exc)})
 
     def ready(self, status: str) -> None:
         self.notify("READY=1", f"STATUS={status}")

@@ -8,8 +8,10 @@ them; the main thread handles signals and watches the model file.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -29,7 +31,7 @@ from ecgwatch.http_server import MetricsServer
 from ecgwatch.messages import Beat, BeatLimits, InvalidBeat, dead_letter, parse_beat, score_event
 from ecgwatch.metrics import Metrics
 from ecgwatch.models import resolve_device
-from ecgwatch.mqtt_session import MqttSession
+from ecgwatch.mqtt_session import Delivery, MqttSession, Publication
 from ecgwatch.scorer import Reconstruction, Scorer
 from ecgwatch.sdnotify import Notifier
 
@@ -43,8 +45,7 @@ PUBLISH_BACKLOG = 4
 @dataclass(frozen=True)
 class Pending:
     beat: Beat
-    mid: int
-    qos: int
+    delivery: Delivery
     received: float  # time.monotonic()
     received_wall: float
 
@@ -88,7 +89,9 @@ class Service:
             min_samples=settings.limits.min_samples,
             max_samples=settings.limits.max_samples,
             max_payload_bytes=settings.limits.max_payload_bytes,
+            max_device_id_bytes=settings.limits.max_device_id_bytes,
         )
+        # Never full: the intake gate holds at most queue_size beats in the whole daemon, queued or not.
         self.queue: queue.Queue[Pending] = queue.Queue(maxsize=settings.batch.queue_size)
         self.scored: queue.Queue[ScoredBatch | None] = queue.Queue(maxsize=PUBLISH_BACKLOG)
         self.stopping = threading.Event()
@@ -96,8 +99,15 @@ class Service:
         self.failed = threading.Event()
         self.reload_requested = threading.Event()
         self._signals = 0
+        self._failure = ""
         self.mqtt = MqttSession(
-            settings.mqtt, settings.instance, self._on_message, self._on_connection, settings.batch.queue_size
+            settings.mqtt,
+            settings.instance,
+            self._on_message,
+            self.metrics,
+            settings.batch.queue_size,
+            self._fatal,
+            self.stopping,
         )
         self.http: MetricsServer | None = None
         self.metrics.queue_capacity.set(settings.batch.queue_size)
@@ -105,58 +115,82 @@ class Service:
         self.metrics.build_info.info({"version": ecgwatch.__version__, "torch": torch.__version__})
 
     # --- model -----------------------------------------------------------------------------------
-    def _load_scorer(self, path: Path) -> Scorer:
+    def _load_scorer(self, path: Path, check_against: Scorer | None = None) -> Scorer:
         loaded = artifact.load(path)
+        if check_against is not None and loaded.seq_len != check_against.loaded.seq_len:
+            # Beats are resampled to the input length as they arrive; another length needs a restart.
+            raise artifact.ArtifactError(
+                f"{path}: input.seq_len {loaded.seq_len} differs from the served model's "
+                f"{check_against.loaded.seq_len}; restart the daemon to change the input length"
+            )
         scorer = Scorer(loaded, self.device, self.settings.model.precision)
-        self.metrics.threshold.set(loaded.threshold)
-        self.metrics.model_info.info({"version": loaded.version, "path": str(path), "device": str(self.device)})
+        if check_against is None:
+            self._publish_model_metrics(scorer)
         log.info(
             "model loaded", extra={"model": loaded.version, "threshold": loaded.threshold, "device": str(self.device)}
         )
         return scorer
 
+    def _publish_model_metrics(self, scorer: Scorer) -> None:
+        loaded = scorer.loaded
+        self.metrics.threshold.set(loaded.threshold)
+        self.metrics.model_info.info({"version": loaded.version, "path": str(loaded.path), "device": str(self.device)})
+
     def reload(self) -> bool:
-        """Validate the new model fully before swapping; on any failure keep serving the old one."""
+        """Validate the new model fully before swapping; on any failure keep serving the old one.
+
+        A reload must never take a serving daemon down, whatever the files hold: anything a candidate
+        raises is a refused reload, logged with the reason.
+        """
         self.notifier.reloading()
         try:
-            self.scorer = self._load_scorer(self.settings.model.path)
+            candidate = self._load_scorer(self.settings.model.path, check_against=self.scorer)
         except (artifact.ArtifactError, OSError, ValueError) as exc:
-            self.metrics.model_reloads.labels(result="failure").inc()
-            log.error("model reload failed; keeping the previous model", extra={"error": str(exc)})
-            ok = False
+            ok = self._reload_failed(str(exc))
+        except Exception as exc:  # a defect in loading: still keep serving, but say where it came from
+            log.debug("model reload raised", exc_info=True)
+            ok = self._reload_failed(f"{type(exc).__name__}: {exc}")
         else:
+            self.scorer = candidate
             self.metrics.model_reloads.labels(result="success").inc()
             ok = True
+        self._publish_model_metrics(self.scorer)
         self.notifier.ready(f"serving {self.scorer.loaded.version}")
         return ok
 
-    # --- MQTT callbacks (paho's network thread) ----------------------------------------------------
-    def _on_connection(self, connected: bool) -> None:
-        self.metrics.mqtt_connected.set(1 if connected else 0)
+    def _reload_failed(self, reason: str) -> bool:
+        self.metrics.model_reloads.labels(result="failure").inc()
+        log.error("model reload failed; keeping the previous model", extra={"error": reason})
+        return False
 
-    def _on_message(self, message: mqtt.MQTTMessage) -> None:
-        if self.stopping.is_set():
-            return  # not acknowledged: the broker redelivers it to our next session
+    # --- MQTT intake (paho's intake thread) ----------------------------------------------------------
+    def _on_message(self, message: mqtt.MQTTMessage, delivery: Delivery) -> None:
         received, received_wall = time.monotonic(), time.time()
         self.metrics.beats_received.inc()
         try:
-            beat = parse_beat(message.topic, message.payload, self.settings.mqtt.beat_topic, self.limits)
+            beat = parse_beat(_topic_of(message), message.payload, self.settings.mqtt.beat_topic, self.limits)
         except InvalidBeat as error:
-            self._dead_letter(message, error, received_wall)
+            self._dead_letter(message, delivery, error, received_wall)
             return
-        self.queue.put(Pending(beat, message.mid, message.qos, received, received_wall))
+        except Exception as exc:  # a parser defect must cost one message, never the intake thread
+            log.error("parsing a message raised; dead-lettering it", exc_info=True)
+            self._dead_letter(message, delivery, InvalidBeat("unparseable", type(exc).__name__), received_wall)
+            return
+        self.queue.put(Pending(beat, delivery, received, received_wall))
 
-    def _dead_letter(self, message: mqtt.MQTTMessage, error: InvalidBeat, received_wall: float) -> None:
+    def _dead_letter(
+        self, message: mqtt.MQTTMessage, delivery: Delivery, error: InvalidBeat, received_wall: float
+    ) -> None:
         self.metrics.beats_invalid.labels(reason=error.reason).inc()
-        log.debug("dead-lettered", extra={"topic": message.topic, "reason": error.reason, "detail": error.detail})
-
-        def done(mid: int = message.mid, qos: int = message.qos) -> None:
-            self.metrics.published["deadletter"].inc()
-            self.mqtt.ack(mid, qos)
-
-        key = self.mqtt.tracker.begin(1, done)
-        payload = dead_letter(message.topic, message.payload, error, received_wall)
-        self.mqtt.publish_for(key, self.settings.mqtt.deadletter_topic, payload)
+        log.debug("dead-lettered", extra={"reason": error.reason, "detail": error.detail})
+        letter = dead_letter(
+            _topic_of(message, lenient=True),
+            message.payload,
+            error,
+            received_wall,
+            self.settings.limits.max_payload_bytes,
+        )
+        self.mqtt.publish_then_ack(delivery, [("deadletter", self.settings.mqtt.deadletter_topic, letter)])
 
     # --- scoring and publishing threads ------------------------------------------------------------
     def _guarded(self, work: Callable[[], None]) -> Callable[[], None]:
@@ -170,10 +204,15 @@ class Service:
                 work()
             except Exception:
                 log.critical("worker thread failed; stopping so the service manager restarts us", exc_info=True)
-                self.failed.set()
-                self.stopping.set()
+                self._fatal("scoring failed")
 
         return run
+
+    def _fatal(self, reason: str) -> None:
+        """A defect in any thread: report unhealthy at once and stop with exit code 1."""
+        self._failure = reason
+        self.failed.set()
+        self.stopping.set()
 
     def _score_until_drained(self) -> None:
         """Model only: gather, reconstruct, hand over. The publishing thread turns reconstructions into
@@ -231,32 +270,27 @@ class Service:
         if anomalous:
             self.metrics.beats_anomalous.inc()
         device = pending.beat.device_id
-        targets = [("score", cfg.score_topic.format(device=device))] if cfg.publish_scores else []
+        payload = orjson.dumps(event)
+        publications: list[Publication] = []
+        if cfg.publish_scores:
+            publications.append(("score", cfg.score_topic.format(device=device), payload))
         if anomalous and cfg.publish_anomalies:
-            targets.append(("anomaly", cfg.anomaly_topic.format(device=device)))
+            publications.append(("anomaly", cfg.anomaly_topic.format(device=device), payload))
 
         def done() -> None:
             self.metrics.latency_seconds.observe(time.monotonic() - pending.received)
-            for kind, _ in targets:
-                self.metrics.published[kind].inc()
-            self.mqtt.ack(pending.mid, pending.qos)
 
-        if not targets:
-            done()
-            return
-        payload = orjson.dumps(event)
-        key = self.mqtt.tracker.begin(len(targets), done)
-        for _, topic in targets:
-            self.mqtt.publish_for(key, topic, payload)
+        self.mqtt.publish_then_ack(pending.delivery, publications, done)
 
     # --- lifecycle (main thread) ------------------------------------------------------------------
     def healthy(self) -> tuple[bool, str]:
         if self.failed.is_set():
-            return False, "scoring failed"
+            return False, self._failure
         if self.stopping.is_set():
             return False, "stopping"
-        if not self.mqtt.connected.is_set():
-            return False, "mqtt disconnected"
+        problem = self.mqtt.problem()
+        if problem:
+            return False, problem
         return True, f"ok {self.scorer.loaded.version}"
 
     def _handle_signal(self, signum: int, _frame: FrameType | None) -> None:
@@ -265,8 +299,7 @@ class Service:
             return
         self._signals += 1
         if self._signals > 1:
-            log.warning("second signal: exiting without draining")
-            raise SystemExit(1)
+            force_exit()
         log.info("shutdown requested", extra={"signal": signal.Signals(signum).name})
         self.stopping.set()
 
@@ -336,14 +369,39 @@ class Service:
         deadline = time.monotonic() + grace
         if not self.failed.is_set():
             self.drained.wait(grace)
-        idle = self.mqtt.tracker.wait_idle(max(0.0, deadline - time.monotonic()))
+        idle = self.mqtt.wait_idle(max(0.0, deadline - time.monotonic()))
         if not idle or not self.drained.is_set():
             log.warning(
                 "grace period over with beats in flight; the broker will redeliver them",
-                extra={"outstanding": self.mqtt.tracker.outstanding(), "queued": self.queue.qsize()},
+                extra={"held": self.mqtt.gate.held, "queued": self.queue.qsize()},
             )
         self.mqtt.stop(timeout=min(2.0, grace))
         if self.http:
             self.http.stop()
         log.info("stopped")
         return 1 if self.failed.is_set() else 0
+
+
+def force_exit() -> None:
+    """A second SIGTERM/SIGINT: leave now, with code 1, as uvicorn's force exit does.
+
+    Not ``SystemExit``: unwinding the interpreter while torch's and paho's threads run aborted the
+    process (SIGABRT, "terminate called without an active exception"). Unacknowledged beats stay with
+    the broker, which redelivers them.
+    """
+    log.warning("second signal: exiting at once without draining")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stderr.flush()
+    os._exit(1)
+
+
+def _topic_of(message: mqtt.MQTTMessage, lenient: bool = False) -> str:
+    """The message's topic; paho decodes it as UTF-8 on access, which raises on a broker that lets
+    anything through. ``lenient`` (for dead letters) replaces the undecodable bytes instead."""
+    try:
+        return message.topic
+    except UnicodeDecodeError:
+        if lenient:
+            return bytes(message._topic).decode("utf-8", "replace")  # paho has no other accessor
+        raise InvalidBeat("bad_topic", "topic is not valid UTF-8") from None

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -37,15 +38,20 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval:
 
 
 class Broker:
-    """Mosquitto with persistence, so a restart keeps sessions and queued messages like a real deployment."""
+    """Mosquitto with persistence, so a restart keeps sessions and queued messages like a real deployment.
 
-    def __init__(self, directory: Path) -> None:
+    ``listener`` replaces the plain anonymous listener's options (TLS, passwords, ACLs); ``persistence``
+    off makes a restart forget every session, as a broker without persistence does.
+    """
+
+    def __init__(self, directory: Path, listener: str = "allow_anonymous true\n", persistence: bool = True) -> None:
         self.port = free_port()
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.config = directory / "mosquitto.conf"
         self.config.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\nuser {getpass.getuser()}\n"
+            f"per_listener_settings false\nlistener {self.port} 127.0.0.1\n{listener}"
+            f"persistence {str(persistence).lower()}\nuser {getpass.getuser()}\n"
             f"persistence_location {directory}/\nmax_queued_messages 100000\nmax_inflight_messages 0\n"
             f"log_dest file {directory}/mosquitto.log\n"
         )
@@ -73,22 +79,37 @@ class Broker:
         self.start()
 
 
+def client(client_id: str, port: int, clean_session: bool = True, **auth: str) -> mqtt.Client:
+    """A paho client; ``auth`` may hold username/password and ca_file/cert_file/key_file for TLS."""
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session)
+    if "username" in auth:
+        c.username_pw_set(auth["username"], auth.get("password"))
+    if "ca_file" in auth:
+        c.tls_set(ca_certs=auth["ca_file"], certfile=auth.get("cert_file"), keyfile=auth.get("key_file"))
+    c.max_inflight_messages_set(1000)
+    c.connect_async("127.0.0.1", port)
+    return c
+
+
 class Collector:
     """Subscribes to what the daemon publishes and keeps every message, decoded."""
 
-    def __init__(self, port: int, topics: Iterable[str] = ("ecg/+/score", "ecg/+/anomaly", "ecgwatch/#")) -> None:
+    def __init__(
+        self, port: int, topics: Iterable[str] = ("ecg/+/score", "ecg/+/anomaly", "ecgwatch/#"), **auth: str
+    ) -> None:
         self.messages: list[tuple[str, Any]] = []
         self.lock = threading.Lock()
+        self.subscribed = threading.Event()
         # A persistent session, like a real subscriber's: the broker (persistence on) keeps its subscription and
         # queues scores while it is down or restarting, and paho reconnects by itself.
-        self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=f"collector-{free_port()}", clean_session=False
-        )
+        self.client = client(f"collector-{free_port()}", port, clean_session=False, **auth)
         self.client.reconnect_delay_set(1, 2)
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, *_: [c.subscribe(t, qos=1) for t in topics]
-        self.client.connect("127.0.0.1", port)
+        self.client.on_subscribe = lambda *_: self.subscribed.set()
         self.client.loop_start()
+        if not self.subscribed.wait(10):
+            raise AssertionError("the collector could not subscribe")
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         try:
@@ -111,18 +132,20 @@ class Collector:
 
 
 class Publisher:
-    def __init__(self, port: int) -> None:
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"publisher-{free_port()}")
-        self.client.max_inflight_messages_set(1000)
-        self.client.connect("127.0.0.1", port)
+    def __init__(self, port: int, **auth: str) -> None:
+        self.client = client(f"publisher-{free_port()}", port, **auth)
+        connected = threading.Event()
+        self.client.on_connect = lambda *_: connected.set()
         self.client.loop_start()
+        if not connected.wait(10):
+            raise AssertionError("the publisher could not connect")
 
-    def beat(self, device: str, seq: int, samples: Iterable[float], **extra: Any) -> None:
+    def beat(self, device: str, seq: int, samples: Iterable[float], retain: bool = False, **extra: Any) -> None:
         payload = json.dumps({"seq": seq, "ts": time.time(), "samples": list(samples), **extra})
-        self.raw(f"ecg/{device}/beat", payload.encode())
+        self.raw(f"ecg/{device}/beat", payload.encode(), retain)
 
-    def raw(self, topic: str, payload: bytes) -> None:
-        self.client.publish(topic, payload, qos=1).wait_for_publish(10)
+    def raw(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
 
     def close(self) -> None:
         self.client.loop_stop()
@@ -151,11 +174,23 @@ class Daemon:
         }
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> Daemon:
+    def launch(self) -> Daemon:
+        """Start the process without waiting for it to become healthy."""
         with self.log.open("ab") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "ecgwatch", "serve"], env=self.env, stderr=log)
-        wait_for(lambda: self.health() == 200, 30, "the daemon to become healthy")
         return self
+
+    def start(self) -> Daemon:
+        self.launch()
+        wait_for(lambda: self.health() == 200, 60, "the daemon to become healthy")
+        return self
+
+    def metric(self, name: str) -> float | None:
+        """One value from /metrics, or None while the metrics server is not up yet."""
+        try:
+            return self.metrics().get(name)
+        except OSError:
+            return None
 
     def health(self) -> int | None:
         if self.process is not None and self.process.poll() is not None:
@@ -163,6 +198,8 @@ class Daemon:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/healthz", timeout=1) as response:
                 return int(response.status)
+        except urllib.error.HTTPError as error:  # 503 and friends: the daemon answered
+            return int(error.code)
         except OSError:
             return None
 

@@ -80,3 +80,42 @@ def test_values_json_allows_but_a_beat_cannot_hold(raw: bytes, reason: str) -> N
 def test_integer_samples_are_numbers() -> None:
     beat = parse_beat("ecg/a/beat", payload(samples=list(range(140))), "ecg/+/beat", LIMITS)
     np.testing.assert_array_equal(beat.samples, np.arange(140, dtype=np.float64))
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"[" * 1100 + b"]" * 1100, "not_json"),  # the stdlib fallback raised RecursionError
+        (b'{"a":' * 1100 + b"1" + b"}" * 1100, "not_json"),
+        (b'{"seq": 1, "ts": ' + str(10**400).encode() + b', "samples": [1.0, 2.0]}', "bad_ts"),  # OverflowError
+        (b'{"seq": ' + str(2**64).encode() + b', "samples": [1.0, 2.0]}', "bad_seq"),  # orjson cannot echo it
+        (b'{"seq": 1, "samples": [1e300' + b", 1.0" * 139 + b"]}", "out_of_range"),  # overflows the z-score
+    ],
+)
+def test_hostile_payloads_are_rejected_with_a_reason(raw: bytes, reason: str) -> None:
+    with pytest.raises(InvalidBeat) as info:
+        parse_beat("ecg/a/beat", raw, "ecg/+/beat", LIMITS)
+    assert info.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    "device",
+    ["d" * 65526, "d" * 257, "a+b", "a#b", "tab\there", "nul\x00", "new\nline"],
+)
+def test_device_ids_that_cannot_make_an_output_topic_are_bad_topics(device: str) -> None:
+    with pytest.raises(InvalidBeat) as info:
+        parse_beat(f"ecg/{device}/beat", payload(), "ecg/+/beat", LIMITS)
+    assert info.value.reason == "bad_topic"
+
+
+def test_dead_letters_echo_at_most_the_payload_limit() -> None:
+    from ecgwatch.messages import dead_letter
+
+    big = b"x" * 5_000_000
+    letter = json.loads(dead_letter("ecg/a/beat", big, InvalidBeat("too_large", "big"), 1.0, 65536))
+    assert len(letter["payload"]) == 65536
+    assert letter["payload_truncated"] is True
+    assert letter["payload_bytes"] == 5_000_000
+    small = json.loads(dead_letter("ecg/a/beat", b"{}", InvalidBeat("bad_seq", "x"), 1.0, 65536))
+    assert small["payload"] == "{}"
+    assert "payload_truncated" not in small
