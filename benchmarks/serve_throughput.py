@@ -209,17 +209,22 @@ def wait_healthy(port: int, timeout: float = 60) -> None:
     raise RuntimeError(f"daemon not healthy within {timeout}s")
 
 
-def scrape(port: int) -> dict[str, float]:
-    """The daemon's own counters: batch sizes and model time, to tell a busy model from a starved one."""
+def scrape_all(port: int) -> dict[str, float]:
+    """Every unlabelled sample the daemon exports, by name."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
-    wanted = ("ecgwatch_batch_size_sum", "ecgwatch_batch_size_count", "ecgwatch_inference_seconds_sum")
     return {
         sample.name: sample.value
         for family in text_string_to_metric_families(text)
         for sample in family.samples
-        if sample.name in wanted
+        if not sample.labels
     }
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The daemon's own counters: batch sizes and model time, to tell a busy model from a starved one."""
+    wanted = ("ecgwatch_batch_size_sum", "ecgwatch_batch_size_count", "ecgwatch_inference_seconds_sum")
+    return {name: value for name, value in scrape_all(port).items() if name in wanted}
 
 
 def model_share(before: dict[str, float], after: dict[str, float], beats: int, seconds: float) -> dict[str, float]:
@@ -273,7 +278,9 @@ class Consumers:
 
 
 @contextmanager
-def serving_daemon(broker: BrokerAddress, args: argparse.Namespace) -> Iterator[Daemon]:
+def serving_daemon(
+    broker: BrokerAddress, args: argparse.Namespace, extra_env: dict[str, str] | None = None
+) -> Iterator[Daemon]:
     """A real ``ecgwatch serve`` process on the broker, healthy, terminated afterwards."""
     metrics_port = free_port()
     env = {
@@ -285,6 +292,7 @@ def serving_daemon(broker: BrokerAddress, args: argparse.Namespace) -> Iterator[
         "ECGWATCH_BATCH__MAX_SIZE": str(args.batch),
         "ECGWATCH_BATCH__THREADS": str(args.threads),
         "ECGWATCH_LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
     }
     process = subprocess.Popen([sys.executable, "-m", "ecgwatch", "serve"], env=env)
     try:

@@ -35,8 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--fast", action="store_true", help="as fast as the broker takes them (load tests)")
     sim.add_argument("--labels", type=Path, help="CSV of device_id,seq,row,label for scoring a run afterwards")
     sim.add_argument("--data", help="data directory (default: $ECGWATCH_DATA_DIR)")
-    sim.add_argument("--split", choices=("test", "all"), default="test", help="test: beats no model trained on")
+    sim.add_argument("--split", choices=("test", "all"), default="test", help="test: beats --model never trained on")
+    sim.add_argument("--model", type=Path, help="the served model (default: model.path, the shipped model)")
     sim.add_argument("--seed", type=int, default=0)
+    _add_mqtt_security_flags(sim)
     demo = sub.add_parser("demo", help="broker + daemon + simulator, a live view, and a detection report")
     demo.add_argument("--broker", help="host:port of an MQTT 5 broker (default: start one)")
     demo.add_argument("--embedded-broker", action="store_true", help="use the built-in broker even if mosquitto exists")
@@ -46,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--fast", action="store_true")
     demo.add_argument("--data", help="data directory (default: $ECGWATCH_DATA_DIR)")
     demo.add_argument("--out", type=Path, help="where labels.csv and demo_report.json go")
+    _add_mqtt_security_flags(demo)
     info = sub.add_parser("info", help="print a model artifact's version, threshold and test metrics")
     info.add_argument("--model", type=Path, default=artifact.REFERENCE_MODEL_DIR)
     score = sub.add_parser("score", help="score every beat of an ECG5000-format file (.arff/.txt/.tsv/.ts) as CSV")
@@ -67,6 +70,17 @@ def _add_settings_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics-port", dest="set.metrics.port", type=int)
     p.add_argument("--instance", dest="set.instance")
     p.add_argument("--log-format", dest="set.log_format")
+    _add_mqtt_security_flags(p)
+
+
+def _add_mqtt_security_flags(p: argparse.ArgumentParser) -> None:
+    """Credentials and TLS, for the daemon and for every client the CLI starts (simulator, demo)."""
+    p.add_argument("--mqtt-username", dest="set.mqtt.username")
+    p.add_argument("--mqtt-password-file", dest="set.mqtt.password_file", type=Path)
+    p.add_argument("--mqtt-tls", dest="set.mqtt.tls.enabled", action="store_const", const=True, help="TLS, system CAs")
+    p.add_argument("--mqtt-ca-file", dest="set.mqtt.tls.ca_file", type=Path, help="CA to verify the broker (TLS)")
+    p.add_argument("--mqtt-cert-file", dest="set.mqtt.tls.cert_file", type=Path, help="client certificate (mTLS)")
+    p.add_argument("--mqtt-key-file", dest="set.mqtt.tls.key_file", type=Path, help="client certificate's key")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -97,19 +111,22 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> None:
-    from ecgwatch.simulator import SimulationConfig, load_beats, run
+    from ecgwatch.simulator import SimulationConfig, held_out_split_seed, load_beats, run
 
     host, _, port = args.broker.rpartition(":")
+    overrides = _overrides(args)
+    overrides.setdefault("mqtt", {}).update(host=host or "localhost", port=int(port))
+    settings = load_settings(None, overrides)
     config = SimulationConfig(
-        host=host or "localhost",
-        port=int(port),
+        mqtt=settings.mqtt,
         devices=args.devices,
         count=args.count,
         rate_hz=args.rate,
         fast=args.fast,
         seed=args.seed,
     )
-    summary = run(config, load_beats(args.data, args.split, 0), args.labels)
+    split_seed = held_out_split_seed(args.model or settings.model.path)
+    summary = run(config, load_beats(args.data, args.split, split_seed), args.labels)
     print(json.dumps(summary))
 
 
@@ -119,6 +136,8 @@ def _demo(args: argparse.Namespace) -> None:
     run_demo(
         DemoOptions(
             broker=args.broker,
+            embedded_broker=args.embedded_broker,
+            mqtt=_overrides(args).get("mqtt"),
             devices=args.devices,
             seconds=args.seconds,
             rate_hz=args.rate,

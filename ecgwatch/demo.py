@@ -21,9 +21,10 @@ import paho.mqtt.client as mqtt
 
 from ecgwatch import logs
 from ecgwatch.brokers import demo_broker, free_port
-from ecgwatch.config import Settings
+from ecgwatch.config import MqttSettings, Settings
+from ecgwatch.mqtt_session import secure
 from ecgwatch.service import Service
-from ecgwatch.simulator import SimulationConfig, load_beats, run
+from ecgwatch.simulator import SimulationConfig, held_out_split_seed, load_beats, run
 
 
 @dataclass(frozen=True)
@@ -36,16 +37,18 @@ class DemoOptions:
     fast: bool = False
     data: str | None = None
     out: Path | None = None
+    mqtt: dict[str, Any] | None = None  # credentials and TLS for an external broker (MqttSettings fields)
 
 
 class ScoreListener:
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, settings: MqttSettings) -> None:
         self.events: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"ecgwatch-demo-view-{free_port()}")
         self.client.on_connect = lambda c, *_: c.subscribe("ecg/+/score", qos=1)
         self.client.on_message = self._on_message
-        self.client.connect(host, port)
+        secure(self.client, settings)
+        self.client.connect(settings.host, settings.port)
         self.client.loop_start()
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
@@ -124,7 +127,6 @@ def _live_view(listener: ScoreListener, stop: threading.Event, started: float) -
 
 def run_demo(options: DemoOptions) -> dict[str, Any]:
     logs.setup("WARNING", "text")
-    beats = load_beats(options.data, "test", 0)
     out = options.out or Path(tempfile.mkdtemp(prefix="ecgwatch-demo-"))
     out.mkdir(parents=True, exist_ok=True)
     count = int(options.devices * options.seconds * options.rate_hz)
@@ -133,6 +135,7 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
         settings = Settings(
             instance="ecgwatch-demo",
             mqtt={
+                **(options.mqtt or {}),
                 "host": broker.host,
                 "port": broker.port,
                 "protocol": broker.protocol,
@@ -148,14 +151,15 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
             raise RuntimeError("the daemon could not connect to the broker")
         metrics_url = f"http://{settings.metrics.host}:{settings.metrics.port}/metrics"
         print(f"daemon: model {service.scorer.loaded.version}, metrics at {metrics_url}")
-        listener = ScoreListener(broker.host, broker.port)
+        # Beats the served model never trained on: its own split seed, not the shipped model's.
+        beats = load_beats(options.data, "test", held_out_split_seed(service.scorer.loaded.path))
+        listener = ScoreListener(settings.mqtt)
         stop_view = threading.Event()
         view = threading.Thread(target=_live_view, args=(listener, stop_view, time.monotonic()), daemon=True)
         view.start()
         labels = out / "labels.csv"
         config = SimulationConfig(
-            host=broker.host,
-            port=broker.port,
+            mqtt=settings.mqtt,
             devices=options.devices,
             count=count,
             rate_hz=options.rate_hz,

@@ -56,6 +56,22 @@ class Delivery:
     generation: int  # which intake connection delivered it: a mid means nothing on the next one
 
 
+def secure(client: mqtt.Client, settings: MqttSettings) -> None:
+    """Credentials and TLS for any of our clients (daemon, simulator, demo view), from the same settings.
+
+    The broker's certificate is always verified (CERT_REQUIRED, hostname checked): there is no insecure mode.
+    """
+    if settings.username:
+        client.username_pw_set(settings.username, settings.resolved_password())
+    if settings.tls.active:
+        client.tls_set(
+            ca_certs=str(settings.tls.ca_file) if settings.tls.ca_file else None,
+            certfile=str(settings.tls.cert_file) if settings.tls.cert_file else None,
+            keyfile=str(settings.tls.key_file) if settings.tls.key_file else None,
+            cert_reqs=ssl.CERT_REQUIRED,
+        )
+
+
 class IntakeGate:
     """At most ``limit`` input messages held: received and not yet acknowledged (or given up on)."""
 
@@ -135,15 +151,7 @@ class MqttSession:
             manual_ack=True,
         )
         client.suppress_exceptions = True  # belt and braces: our callbacks are guarded, paho's thread must live
-        if settings.username:
-            client.username_pw_set(settings.username, settings.resolved_password())
-        if settings.tls.active:
-            client.tls_set(
-                ca_certs=str(settings.tls.ca_file) if settings.tls.ca_file else None,
-                certfile=str(settings.tls.cert_file) if settings.tls.cert_file else None,
-                keyfile=str(settings.tls.key_file) if settings.tls.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
+        secure(client, settings)
         client.reconnect_delay_set(int(settings.reconnect_min_s), int(settings.reconnect_max_s))
         client.max_inflight_messages_set(OUTGOING_INFLIGHT)
         client.max_queued_messages_set(0)

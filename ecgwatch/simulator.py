@@ -19,15 +19,17 @@ import numpy as np
 import paho.mqtt.client as mqtt
 from tqdm import tqdm
 
+from ecgwatch import artifact
+from ecgwatch.config import MqttSettings
 from ecgwatch.datasets import Beats, load_ecg5000, make_split
+from ecgwatch.mqtt_session import secure
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class SimulationConfig:
-    host: str = "localhost"
-    port: int = 1883
+    mqtt: MqttSettings  # broker address, credentials and TLS: the daemon's own settings section
     devices: int = 10
     count: int = 100
     rate_hz: float = 1.0
@@ -73,7 +75,8 @@ def beat_stream(beats: Beats, config: SimulationConfig) -> Iterator[SentBeat]:
 def _connect(config: SimulationConfig) -> mqtt.Client:
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{config.client_id}-{int(time.time() * 1e3)}")
     client.max_inflight_messages_set(1000)
-    client.connect(config.host, config.port)
+    secure(client, config.mqtt)
+    client.connect(config.mqtt.host, config.mqtt.port)
     client.loop_start()
     return client
 
@@ -131,3 +134,8 @@ def _pace(device: int, round_: int, config: SimulationConfig, rng: np.random.Gen
 
 def load_beats(data: str | None, split: str, split_seed: int) -> Beats:
     return pick_beats(load_ecg5000(data), split, split_seed)
+
+
+def held_out_split_seed(model_dir: Path) -> int:
+    """The split seed a model was trained with, so that "test" beats are ones *that* model never saw."""
+    return int(artifact.read_metadata(model_dir).get("data", {}).get("split_seed", 0))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,12 +63,19 @@ def start_broker(running: list, directory: Path, listener: str) -> Broker:
     return broker
 
 
-def test_the_right_ca_connects_and_scores(running, pki, model, tmp_path, ecg_beats) -> None:
+def test_the_right_ca_connects_and_scores(running, pki, model, tmp_path, ecg_beats, data_root) -> None:
     broker = start_broker(running, tmp_path / "broker", tls_listener(pki))
     daemon = Daemon(broker.port, model, tmp_path / "d.log", **tls_env(pki.ca))
     running.append(daemon)
     daemon.start()
     scores_one_beat(running, broker, daemon, ecg_beats.x[0].tolist(), ca_file=str(pki.ca))
+    # The simulator speaks TLS with the same options.
+    collector = Collector(broker.port, topics=("ecg/+/score",), ca_file=str(pki.ca))
+    running.append(collector)
+    simulate = [sys.executable, "-m", "ecgwatch", "simulate", "--broker", f"127.0.0.1:{broker.port}"]
+    options = ["--mqtt-ca-file", str(pki.ca), "--count", "6", "--devices", "2", "--fast", "--data", str(data_root)]
+    subprocess.run([*simulate, *options], check=True, capture_output=True, timeout=120)
+    wait_for(lambda: len(collector.on("/score")) >= 6, 30, "the simulated beats' scores")
 
 
 def test_a_wrong_ca_never_connects_and_says_why(running, pki, model, tmp_path) -> None:

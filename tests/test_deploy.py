@@ -16,7 +16,7 @@ import yaml
 from prometheus_client import generate_latest
 
 from ecgwatch.metrics import Metrics
-from tests.mqtt_harness import Broker, Daemon, Publisher, free_port, wait_for
+from tests.mqtt_harness import Broker, Collector, Daemon, Publisher, free_port, wait_for
 from tests.test_daemon_mqtt import make_model
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
@@ -102,10 +102,11 @@ def test_compose_stack_references_existing_files() -> None:
     assert {"mosquitto", "ecgwatch", "simulator", "prometheus", "alertmanager", "grafana"} <= set(services)
     build = services["ecgwatch"]["build"]
     assert (compose_dir / build["context"] / build["dockerfile"]).is_file()
+    generated = {"./certs", "./certs/ca.crt"}  # written by make-dev-certs.sh, checked below
     for name, service in services.items():
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
-            if source.startswith((".", "/")):
+            if source.startswith((".", "/")) and source not in generated:
                 assert (compose_dir / source).exists(), f"{name}: {source} does not exist"
     prometheus_mounts = " ".join(services["prometheus"]["volumes"])
     assert "alerts.yml" in prometheus_mounts
@@ -187,5 +188,34 @@ def test_real_prometheus_scrapes_the_daemon(tmp_path: Path, ecg_beats) -> None:
             prometheus.terminate()
             prometheus.wait(20)
         log.close()
+        daemon.stop()
+        broker.stop()
+
+
+def test_the_compose_brokers_tls_config_serves_the_daemon(tmp_path: Path, ecg_beats) -> None:
+    """make-dev-certs.sh and mosquitto.conf as shipped (container paths mapped to a temp dir), the daemon on TLS."""
+    certs = tmp_path / "certs"
+    subprocess.run([str(DEPLOY / "container" / "make-dev-certs.sh"), str(certs)], check=True, capture_output=True)
+    config = (DEPLOY / "container" / "mosquitto.conf").read_text()
+    listener = "".join(
+        line.replace("/mosquitto/certs", str(certs)) + "\n"
+        for line in config.splitlines()
+        if line.split(" ")[0] in ("cafile", "certfile", "keyfile", "allow_anonymous")
+    )
+    assert "8883" in config
+    broker = Broker(tmp_path / "broker", listener)
+    broker.start()
+    ca = {"ca_file": str(certs / "ca.crt")}
+    daemon = Daemon(
+        broker.port, make_model(tmp_path / "m", "tls"), tmp_path / "d.log", ECGWATCH_MQTT__TLS__CA_FILE=ca["ca_file"]
+    )
+    try:
+        daemon.start()
+        collector, publisher = Collector(broker.port, **ca), Publisher(broker.port, **ca)
+        publisher.beat("w", 0, ecg_beats.x[0].tolist())
+        wait_for(lambda: len(collector.on("/score")) == 1, 30, "a score over the compose TLS listener")
+        collector.close()
+        publisher.close()
+    finally:
         daemon.stop()
         broker.stop()

@@ -57,3 +57,13 @@ def test_daemon_notifies_ready_watchdog_and_stopping(tmp_path: Path) -> None:
     assert received.count("WATCHDOG=1") >= 2
     assert "STOPPING=1" in received
     assert received.index("READY=1") < received.index("STOPPING=1")
+
+
+def test_a_notification_that_cannot_be_sent_is_logged_once_not_raised(tmp_path: Path, caplog) -> None:
+    from ecgwatch.sdnotify import Notifier
+
+    notifier = Notifier(str(tmp_path / "gone.sock"))  # systemd restarted: the socket is not there
+    notifier.ready("serving")
+    notifier.watchdog()
+    warnings = [r for r in caplog.records if r.getMessage() == "cannot notify systemd"]
+    assert len(warnings) == 1
