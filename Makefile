@@ -34,6 +34,7 @@ train: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 test: venv system-deps lint
 	ECGWATCH_DATA_DIR=$(DATA) $(BIN)/pytest

@@ -6,6 +6,7 @@ Run: ECGWATCH_DATA_DIR=../shared/data python benchmarks/inference_speed.py [--mo
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,16 @@ from benchmarks._common import median_seconds, report
 from ecgwatch import artifact
 from ecgwatch.datasets import load_ecg5000, make_split
 from ecgwatch.scorer import Scorer
+
+
+def one_at_a_time(scorer: Scorer, x: np.ndarray) -> None:
+    for i in range(len(x)):
+        scorer.score(x[i : i + 1])
+
+
+def batched(scorer: Scorer, x: np.ndarray, batch_size: int) -> None:
+    for i in range(0, len(x), batch_size):
+        scorer.score(x[i : i + batch_size])
 
 
 def main() -> None:
@@ -33,9 +44,9 @@ def main() -> None:
     rates = {}
     for precision in ("fp32", "bf16"):
         scorer = Scorer(loaded, torch.device("cpu"), precision)
-        rates[precision, 1] = 128 / median_seconds(lambda s=scorer: [s.score(x[i : i + 1]) for i in range(128)], 3)
+        rates[precision, 1] = 128 / median_seconds(functools.partial(one_at_a_time, scorer, x[:128]), 3)
         rates[precision, args.batch_size] = len(x) / median_seconds(
-            lambda s=scorer: [s.score(x[i : i + args.batch_size]) for i in range(0, len(x), args.batch_size)], 3
+            functools.partial(batched, scorer, x, args.batch_size), 3
         )
         report(f"{precision} batch 1", rates[precision, 1], "beats/s")
         report(f"{precision} batch {args.batch_size}", rates[precision, args.batch_size], "beats/s")

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from benchmarks._common import report
 from benchmarks.serve_throughput import PUBLISHERS, feed, payload_lines, scrape_all, serving_daemon
-from ecgwatch.brokers import mosquitto
 from ecgwatch.datasets import load_ecg5000
+from ecgwatch.demo.brokers import mosquitto
 
 
 def rss_mb(pid: int) -> float:

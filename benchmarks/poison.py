@@ -23,8 +23,8 @@ import paho.mqtt.client as mqtt
 
 from benchmarks._common import report
 from benchmarks.serve_throughput import serving_daemon
-from ecgwatch.brokers import mosquitto
 from ecgwatch.datasets import load_ecg5000
+from ecgwatch.demo.brokers import mosquitto
 
 
 def malformed_payloads(rng: random.Random, beat: list[float]) -> list[Callable[[], tuple[str, bytes]]]:

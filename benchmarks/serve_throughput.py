@@ -35,8 +35,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks._common import median_seconds, report
 from ecgwatch import artifact
-from ecgwatch.brokers import BrokerAddress, free_port, mosquitto
 from ecgwatch.datasets import load_ecg5000
+from ecgwatch.demo.brokers import BrokerAddress, free_port, mosquitto
 from ecgwatch.scorer import Scorer
 
 PUBLISHERS = 4  # parallel mosquitto_pub processes, one device topic each
@@ -437,7 +437,8 @@ def main() -> None:
     report("  raw model, batch 1", batch_one * flops / 1e9, "GFLOP/s")
     report("  => batched model at that matmul's speed / naive", peak / flops / served["naive"], "x")
     total = served["consumer_cpu_us"] + served["broker_cpu_us"] + served["clients_cpu_us"]
-    report(f"  => ceiling on {os.cpu_count()} cores at this CPU cost", os.cpu_count() / total * 1e6, "beats/s")
+    cores = os.cpu_count() or 1
+    report(f"  => ceiling on {cores} cores at this CPU cost", cores / total * 1e6, "beats/s")
 
 
 if __name__ == "__main__":

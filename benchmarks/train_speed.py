@@ -68,7 +68,7 @@ class TargetWatch:
         self.target = max(0.99, self.pca_auroc)
         self.reached: tuple[int, float] | None = None
 
-    def __call__(self, epoch: int, model: torch.nn.Module) -> None:
+    def __call__(self, epoch: int, model: RecurrentAutoencoder) -> None:
         if self.reached is not None:
             return
         parts = {name: reconstructed(model, x, torch.device("cpu")) for name, x in self.x.items()}

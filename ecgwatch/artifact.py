@@ -62,6 +62,15 @@ class LoadedModel:
     metadata: dict[str, Any]
     path: Path
 
+    def recurrent(self) -> RecurrentAutoencoder:
+        """The model as the ECG autoencoder, or an ArtifactError saying this artifact is something else."""
+        if not isinstance(self.model, RecurrentAutoencoder):
+            raise ArtifactError(
+                f"{self.path}: a {self.metadata['architecture']!r} model cannot score ECG beats; "
+                f"the daemon needs a {ARCHITECTURE!r} artifact"
+            )
+        return self.model
+
     @property
     def version(self) -> str:
         return str(self.metadata["version"])
@@ -88,8 +97,13 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def config_of(model: torch.nn.Module) -> Any:
+    """The frozen config dataclass every model of ours carries as ``model.config`` (to rebuild it)."""
+    return getattr(model, "config", None)
+
+
 def _architecture_of(model: torch.nn.Module) -> str:
-    config = getattr(model, "config", None)
+    config = config_of(model)
     for name, arch in ARCHITECTURES.items():
         if isinstance(config, arch.config):
             return name
@@ -107,7 +121,7 @@ def save(model: torch.nn.Module, metadata: dict[str, Any], directory: Path) -> P
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "architecture": _architecture_of(model),
-            "hyperparameters": model.config.to_dict(),
+            "hyperparameters": config_of(model).to_dict(),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "versions": library_versions(),
             **metadata,
@@ -179,7 +193,7 @@ def _build(metadata: dict[str, Any], state: dict[str, torch.Tensor], directory: 
 
 def _smoke_test(model: torch.nn.Module, architecture: str, directory: Path) -> None:
     """One forward pass before anyone relies on the model: NaN weights would otherwise score every beat NaN."""
-    probe = ARCHITECTURES[architecture].probe(model.config)
+    probe = ARCHITECTURES[architecture].probe(config_of(model))
     with torch.inference_mode():
         out = model(probe)
     out = out[0] if isinstance(out, tuple) else out

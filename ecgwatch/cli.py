@@ -11,13 +11,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ecgwatch import artifact, logs
+from ecgwatch import artifact
 from ecgwatch.artifact import ArtifactError
-from ecgwatch.config import load_settings, masked
 from ecgwatch.datasets import CLASS_NAMES, DataFormatError, DataUnavailableError
 from ecgwatch.datasets.ecg5000 import read_file
 from ecgwatch.models import resolve_device
 from ecgwatch.scorer import Scorer
+from ecgwatch.serve import logs
+from ecgwatch.serve.config import load_settings, masked
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,7 +99,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from ecgwatch.service import Service  # torch and paho load only for the daemon
+    from ecgwatch.serve.service import Service  # torch and paho load only for the daemon
 
     try:  # start-up: a bad setting or model file is the operator's to fix (exit 2, one line)
         settings = load_settings(args.config, _overrides(args))
@@ -111,7 +112,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> None:
-    from ecgwatch.simulator import SimulationConfig, held_out_split_seed, load_beats, run
+    from ecgwatch.demo.simulator import SimulationConfig, held_out_split_seed, load_beats, run
 
     host, _, port = args.broker.rpartition(":")
     overrides = _overrides(args)
@@ -131,7 +132,7 @@ def _simulate(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from ecgwatch.demo import DemoOptions, run_demo
+    from ecgwatch.demo.run import DemoOptions, run_demo
 
     run_demo(
         DemoOptions(

@@ -32,7 +32,7 @@ def denoise(images: np.ndarray, model: str | Path | artifact.LoadedModel, batch_
         raise ValueError(f"{loaded.path}: a {loaded.metadata['architecture']!r} model cannot denoise images")
     x, was_uint8 = _as_unit_images(images)
     net = loaded.model.eval()
-    shape = (-1, *net.config.input_shape)
+    shape = (-1, *artifact.config_of(net).input_shape)
     outputs = []
     with torch.inference_mode():
         for start in range(0, len(x), batch_size):

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
 
-from ecgwatch.artifact import METADATA_FILE, ArtifactError, LoadedModel
-from ecgwatch.models.recurrent import ARCHITECTURE, RecurrentAutoencoder
+from ecgwatch.artifact import METADATA_FILE, LoadedModel
+from ecgwatch.models.recurrent import RecurrentAutoencoder
 from ecgwatch.preprocess import zscore
 from ecgwatch.score_rules import ScoreRule, cumulative_error, worst_window
 
 PRECISIONS = ("fp32", "bf16")
+M = TypeVar("M", bound=torch.nn.Module)
 # Events always say where in the beat the error is largest, over this many samples, whatever the score kind.
 LOCATION_WINDOW = 20
 
@@ -57,12 +59,12 @@ def reconstruct_and_embed(
 
 
 def _run(
-    model: torch.nn.Module,
+    model: M,
     x: np.ndarray,
     device: torch.device,
     precision: str,
     batch_size: int,
-    step: Callable[[torch.nn.Module, torch.Tensor], tuple[torch.Tensor, ...]],
+    step: Callable[[M, torch.Tensor], tuple[torch.Tensor, ...]],
 ) -> list[np.ndarray]:
     """Run ``step`` over ``x`` in chunks; each output comes back as one array with the trailing 1 squeezed."""
     if precision not in PRECISIONS:
@@ -100,15 +102,10 @@ class Scorer:
     """A loaded model plus the preprocessing its artifact names."""
 
     def __init__(self, loaded: LoadedModel, device: torch.device, precision: str = "fp32") -> None:
-        if loaded.metadata["architecture"] != ARCHITECTURE:
-            raise ArtifactError(
-                f"{loaded.path}: a {loaded.metadata['architecture']!r} model cannot score ECG beats; "
-                f"the daemon needs a {ARCHITECTURE!r} artifact"
-            )
         self.loaded = loaded
         self.device = device
         self.precision = precision
-        self.model = loaded.model.to(device).eval()
+        self.model = loaded.recurrent().to(device).eval()
         if precision != "fp32":  # fp32 runs everywhere; only bf16 needs the probe at start-up and on reload
             check_precision(self.model, loaded.seq_len, device, precision)
         self.ddof = int(loaded.metadata["input"]["zscore_ddof"])

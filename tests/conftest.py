@@ -1,15 +1,25 @@
-"""Shared fixtures: the real data directory (CI sets ECGWATCH_DATA_DIR to ../shared/data) and a real broker."""
+"""Shared fixtures: the real data directory (CI sets ECGWATCH_DATA_DIR to ../shared/data).
+
+Everything under ``tests/integration/`` starts a real broker or server and is marked ``integration``
+(``pytest -m "not integration"`` runs the fast unit tests alone).
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ecgwatch.datasets import Beats, load_ecg5000
-from tests.mqtt_harness import Broker
+
+INTEGRATION = Path(__file__).parent / "integration"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if INTEGRATION in item.path.parents:
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
@@ -23,12 +33,3 @@ def data_root() -> Path:
 @pytest.fixture(scope="session")
 def ecg_beats(data_root: Path) -> Beats:
     return load_ecg5000(str(data_root))
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    """A private Mosquitto with persistence, stopped after the test."""
-    b = Broker(tmp_path / "broker")
-    b.start()
-    yield b
-    b.stop()

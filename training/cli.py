@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ecgwatch import artifact
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     ecg.add_argument("--embedding-dim", type=int, default=DEFAULTS.embedding_dim)
     ecg.add_argument("--split-seed", type=int, default=0)
     ecg.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt if present")
+    ecg.add_argument("--max-beats", type=int, help="train on a seeded random N of the beats (a quick look, tests)")
     ev = sub.add_parser("evaluate", help="evaluate an artifact beside PCA and IsolationForest baselines")
     _add_common(ev)
     ev.add_argument("--model", required=True, type=Path)
@@ -77,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     im.add_argument("--epochs", type=int, default=ImageTrainConfig.epochs)
     im.add_argument("--seed", type=int, default=0)
+    im.add_argument("--max-images", type=int, help="use only the first N train and test images (a quick look)")
     rep = sub.add_parser("images-report", help="train and evaluate every image variant; figures and report.md")
     _add_common(rep)
     rep.add_argument("--out", required=True, type=Path)
@@ -95,7 +98,8 @@ def _images(args: argparse.Namespace) -> None:
         epochs=args.epochs,
         seed=args.seed,
     )
-    train, test = load_mnist("train", args.data).unit(), load_mnist("test", args.data).unit()
+    train = load_mnist("train", args.data).unit()[: args.max_images]
+    test = load_mnist("test", args.data).unit()[: args.max_images]
     args.out.mkdir(parents=True, exist_ok=True)
 
     def show_progress(model: torch.nn.Module, epoch: int) -> None:
@@ -137,6 +141,8 @@ def _run(args: argparse.Namespace) -> None:
         return
     beats = load_ecg5000(args.data)
     if args.command == "ecg":
+        if args.max_beats:
+            beats = beats.subset(np.random.default_rng(args.seed).permutation(len(beats))[: args.max_beats])
         args.out.mkdir(parents=True, exist_ok=True)
         run = train_and_calibrate(
             beats,

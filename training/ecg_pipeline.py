@@ -120,7 +120,7 @@ def fit_score(
 
 
 def calibrate(
-    model: torch.nn.Module, beats: Beats, split_seed: int, target_fpr: float, device: torch.device
+    model: RecurrentAutoencoder, beats: Beats, split_seed: int, target_fpr: float, device: torch.device
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Score kind, threshold and metrics for a trained model: everything in the artifact but the recipe."""
     split = make_split(beats, split_seed)
@@ -173,7 +173,7 @@ def train_and_calibrate(
     target_fpr: float,
     device: torch.device,
     checkpoint_dir: Path | None = None,
-    on_epoch: Callable[[int, torch.nn.Module], None] | None = None,
+    on_epoch: Callable[[int, RecurrentAutoencoder], None] | None = None,
 ) -> TrainedRun:
     split = make_split(beats, split_seed)
     val_normal = split.val.subset(~split.val.is_anomaly)
@@ -209,7 +209,7 @@ def write_artifact(run: TrainedRun, out: Path) -> Path:
 def recalibrate_artifact(path: Path, beats: Beats, target_fpr: float, device: torch.device) -> dict[str, Any]:
     """Re-run calibration on a saved model (no retraining), keeping its recipe and history."""
     loaded = artifact.load(path)
-    metadata, _ = calibrate(loaded.model, beats, int(loaded.metadata["data"]["split_seed"]), target_fpr, device)
-    keep = {k: loaded.metadata[k] for k in ("version", "training", "history") if k in loaded.metadata}
+    metadata, _ = calibrate(loaded.recurrent(), beats, int(loaded.metadata["data"]["split_seed"]), target_fpr, device)
+    keep: dict[str, Any] = {k: loaded.metadata[k] for k in ("version", "training", "history") if k in loaded.metadata}
     artifact.save(loaded.model, {**keep, **metadata}, path)
     return {**keep, **metadata}

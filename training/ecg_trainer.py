@@ -144,7 +144,7 @@ class Trainer:
         train_x: np.ndarray,
         val_x: np.ndarray,
         checkpoint: Path | None = None,
-        on_epoch: Callable[[int, torch.nn.Module], None] | None = None,
+        on_epoch: Callable[[int, RecurrentAutoencoder], None] | None = None,
     ) -> History:
         """Train on normal beats, stop early on normal validation loss, end with the best weights loaded.
 

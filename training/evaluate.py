@@ -52,9 +52,9 @@ def evaluate(model_dir: Path, beats: Beats, out: Path, device: torch.device) -> 
     split_seed = int(meta["data"]["split_seed"])
     target_fpr = float(meta["threshold"].get("target_fpr") or 0.01)
     split = make_split(beats, split_seed)
-    test = reconstructed(loaded.model, prepared(split.test), device)
+    test = reconstructed(loaded.recurrent(), prepared(split.test), device)
     scores = test.score(Scorer(loaded, device).rule)
-    other_kinds = score_rules(reconstructed(loaded.model, prepared(split.train), device))
+    other_kinds = score_rules(reconstructed(loaded.recurrent(), prepared(split.train), device))
     model_name = f"LSTM-AE (E={meta['hyperparameters']['embedding_dim']})"
     results = {
         model_name: {

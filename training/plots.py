@@ -32,7 +32,7 @@ def loss_curves(train_loss: list[float], val_loss: list[float], best_epoch: int,
 
 def score_distributions(scores: np.ndarray, labels: np.ndarray, threshold: float, kind: str, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4))
-    bins = np.linspace(0, np.quantile(scores, 0.995), 60)
+    bins = np.linspace(0, np.quantile(scores, 0.995), 60).tolist()
     ax.hist(scores[labels == 1], bins=bins, alpha=0.6, density=True, label="normal")
     ax.hist(scores[labels != 1], bins=bins, alpha=0.6, density=True, label="anomalous")
     ax.axvline(threshold, color="red", linestyle="--", label=f"threshold {threshold:.3f}")

@@ -20,8 +20,6 @@ from ecgwatch.datasets.errors import DataUnavailableError
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1 << 20
-
 
 def cache_dir() -> Path:
     """``$XDG_CACHE_HOME/ecgwatch`` (``~/.cache/ecgwatch``), overridable with ``ECGWATCH_CACHE_DIR``."""
@@ -34,14 +32,6 @@ def cache_dir() -> Path:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fetch(url: str, timeout: float = 60.0) -> bytes:

@@ -50,7 +50,13 @@ def _mlp(sizes: list[int], last: nn.Module | None) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class MLPAutoencoder(nn.Module):
+class ImageAutoencoder(nn.Module):
+    """Every image variant: ``config`` records how it was built, so an artifact can rebuild it."""
+
+    config: ImageAEConfig
+
+
+class MLPAutoencoder(ImageAutoencoder):
     """The seed's ``AutoEncoder`` (784-512-128-latent) or, with other sizes, its denoising 784-256-128-64.
 
     ``code_activation`` depends on the variant: a plain bottleneck is linear (a ReLU code can die unit by
@@ -81,7 +87,7 @@ def kl_sparsity(code: torch.Tensor, rho: float, eps: float = 1e-6) -> torch.Tens
     return (rho * torch.log(rho / rho_hat) + (1 - rho) * torch.log((1 - rho) / (1 - rho_hat))).sum()
 
 
-class ContractiveAutoencoder(nn.Module):
+class ContractiveAutoencoder(ImageAutoencoder):
     """One sigmoid encoder layer, so the Jacobian's Frobenius norm has an exact closed form."""
 
     def __init__(self, latent: int = 64) -> None:
@@ -102,7 +108,7 @@ class ContractiveAutoencoder(nn.Module):
         return ((code * (1 - code)) ** 2 * row_norms).sum(dim=1).mean()
 
 
-class VariationalAutoencoder(nn.Module):
+class VariationalAutoencoder(ImageAutoencoder):
     def __init__(self, hidden: int = 512, latent: int = 2) -> None:
         super().__init__()
         self.latent = latent
@@ -154,7 +160,7 @@ def _conv_block(inputs: int, outputs: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(*_conv_unit(inputs, outputs, stride), *_conv_unit(outputs, outputs))
 
 
-class ConvDenoisingAutoencoder(nn.Module):
+class ConvDenoisingAutoencoder(ImageAutoencoder):
     """A small U-Net denoiser: 28x28 -> 14x14 -> a 7x7 code -> back up, with skips at 28x28 and 14x14.
 
     The skips (U-Net, Ronneberger et al. 2015) hand each decoder level the encoder's features at its own
@@ -181,9 +187,9 @@ class ConvDenoisingAutoencoder(nn.Module):
         return self.head(torch.cat([self.up_full(y), full, x], dim=1)), code
 
 
-def build_image_model(config: ImageAEConfig) -> nn.Module:
-    """The network for a variant; ``config`` is attached so the artifact can record it."""
-    model: nn.Module
+def build_image_model(config: ImageAEConfig) -> ImageAutoencoder:
+    """The network for a variant, carrying its ``config``."""
+    model: ImageAutoencoder
     if config.variant == "vanilla":
         model = MLPAutoencoder((512, 128), config.latent, code_activation="none")
     elif config.variant == "sparse-l1":

@@ -1,0 +1,201 @@
+"""Daemon configuration: defaults < TOML file < environment (``ECGWATCH_``, nested ``__``) < CLI flags.
+
+One pydantic model per section, every field described, unknown keys rejected, so a typo in a config file
+stops start-up naming the setting instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import stat
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from ecgwatch.artifact import REFERENCE_MODEL_DIR
+
+CONFIG_ENV = "ECGWATCH_CONFIG"
+log = logging.getLogger(__name__)
+# The TOML file of the settings being built; a context variable, so that loading settings never changes
+# the process environment (which leaked a config test's file into later tests).
+_toml_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("ecgwatch_toml_file", default=None)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _readable_file(path: Path | None, name: str) -> None:
+    if path is not None and not path.is_file():
+        raise ValueError(f"{name} {path} does not exist or is not a file")
+
+
+class TlsSettings(Section):
+    enabled: bool = Field(False, description="connect with TLS; setting ca_file turns it on too")
+    ca_file: Path | None = Field(None, description="CA certificate(s) to verify the broker; unset: system CAs")
+    cert_file: Path | None = Field(None, description="client certificate, for brokers that require one (mTLS)")
+    key_file: Path | None = Field(None, description="private key of cert_file")
+
+    @model_validator(mode="after")
+    def _check(self) -> TlsSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("set both cert_file and key_file for a client certificate, or neither")
+        if self.cert_file is not None and not self.active:
+            raise ValueError("a client certificate needs TLS: set enabled = true or ca_file")
+        for name in ("ca_file", "cert_file", "key_file"):
+            _readable_file(getattr(self, name), name)
+        return self
+
+    @property
+    def active(self) -> bool:
+        """The server certificate is always verified; there is no setting to turn that off."""
+        return self.enabled or self.ca_file is not None
+
+
+class MqttSettings(Section):
+    host: str = Field("localhost", description="MQTT broker host")
+    port: int = Field(1883, ge=1, le=65535, description="MQTT broker port")
+    protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT version; 3.1.1 for brokers without v5")
+    username: str | None = Field(None, description="MQTT user name (optional)")
+    password: SecretStr | None = Field(None, description="MQTT password (prefer password_file or a secrets dir)")
+    password_file: Path | None = Field(None, description="file holding the MQTT password, e.g. a systemd credential")
+    client_id: str = Field("ecgwatch-1", description="fixed client id: the broker keeps this session's queue")
+    session_expiry_s: int = Field(86400, ge=0, description="how long the broker keeps our queued beats offline")
+    keepalive_s: int = Field(30, ge=5, description="MQTT keepalive interval")
+    beat_topic: str = Field("ecg/+/beat", description="subscription for beats; the + segment is the device id")
+    score_topic: str = Field("ecg/{device}/score", description="where each beat's score goes")
+    anomaly_topic: str = Field("ecg/{device}/anomaly", description="where anomalous beats also go")
+    deadletter_topic: str = Field("ecgwatch/deadletter", description="where malformed messages go, with the reason")
+    status_topic: str = Field("ecgwatch/{instance}/status", description="retained online/offline availability")
+    publish_scores: bool = Field(True, description="publish a score message for every beat")
+    publish_anomalies: bool = Field(True, description="also publish anomalous beats on anomaly_topic")
+    shared_group: str | None = Field(None, description="join $share/<group>/ to split one stream across instances")
+    reconnect_min_s: float = Field(1.0, gt=0, description="first reconnect delay; doubles up to reconnect_max_s")
+    reconnect_max_s: float = Field(120.0, gt=0, description="longest reconnect delay")
+    tls: TlsSettings = Field(default_factory=TlsSettings)
+
+    @model_validator(mode="after")
+    def _check(self) -> MqttSettings:
+        if self.beat_topic.count("+") != 1 or "#" in self.beat_topic:
+            raise ValueError("beat_topic must contain exactly one '+' (the device id) and no '#'")
+        for name in ("score_topic", "anomaly_topic"):
+            if "{device}" not in getattr(self, name):
+                raise ValueError(f"{name} must contain '{{device}}'")
+        for name in ("score_topic", "anomaly_topic", "deadletter_topic", "status_topic"):
+            if any(c in getattr(self, name) for c in "+#\x00"):
+                raise ValueError(f"{name} is a topic we publish to: it cannot hold the wildcards '+' or '#'")
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("set either password or password_file, not both")
+        _readable_file(self.password_file, "password_file")
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be >= reconnect_min_s")
+        return self
+
+    def resolved_password(self) -> str | None:
+        if self.password_file is not None:
+            if self.password_file.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+                log.warning(
+                    "the MQTT password file can be read by other users; chmod 600 it",
+                    extra={"file": str(self.password_file)},
+                )
+            return self.password_file.read_text().strip()
+        return self.password.get_secret_value() if self.password else None
+
+    @property
+    def subscription(self) -> str:
+        return f"$share/{self.shared_group}/{self.beat_topic}" if self.shared_group else self.beat_topic
+
+
+class ModelSettings(Section):
+    path: Path = Field(REFERENCE_MODEL_DIR, description="model artifact directory (model.json + model.safetensors)")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto takes CUDA when present")
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="bf16 autocast: faster on CPUs with AVX-512 (docs/benchmarks.md)"
+    )
+    watch: bool = Field(True, description="reload when model.json changes on disk (as well as on SIGHUP)")
+    watch_interval_s: float = Field(5.0, gt=0, description="how often to check the model files for changes")
+
+
+class BatchSettings(Section):
+    max_size: int = Field(64, ge=1, le=4096, description="largest micro-batch scored at once")
+    max_wait_ms: float = Field(20.0, ge=0, description="longest a beat waits for its batch to fill")
+    queue_size: int = Field(1024, ge=1, description="beats held in memory; beyond it the broker holds them")
+    threads: int | None = Field(
+        1, ge=1, description="torch CPU threads for the model (1: fastest for this small LSTM; unset: torch's choice)"
+    )
+
+
+class LimitSettings(Section):
+    min_samples: int = Field(35, ge=2, description="shortest beat accepted (resampled to the model's length)")
+    max_samples: int = Field(1000, ge=2, description="longest beat accepted")
+    max_payload_bytes: int = Field(
+        65536, ge=64, description="larger messages are dead-lettered unread (and dead letters echo at most this)"
+    )
+    max_device_id_bytes: int = Field(256, ge=1, le=4096, description="longest device id (topic level) accepted")
+
+    @model_validator(mode="after")
+    def _check(self) -> LimitSettings:
+        if self.max_samples < self.min_samples:
+            raise ValueError("max_samples must be >= min_samples")
+        return self
+
+
+class MetricsSettings(Section):
+    enabled: bool = Field(True, description="serve Prometheus metrics and /healthz over HTTP")
+    host: str = Field("127.0.0.1", description="address the metrics server binds")
+    port: int = Field(9808, ge=0, le=65535, description="metrics port (0 picks a free one)")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ECGWATCH_", env_nested_delimiter="__", extra="forbid", secrets_dir=None, validate_default=True
+    )
+
+    instance: str = Field("ecgwatch-1", description="instance name used in the status topic and logs")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log verbosity")
+    log_format: Literal["json", "text"] = Field("json", description="json for journald/log shippers, text for people")
+    grace_period_s: float = Field(10.0, ge=0, description="how long shutdown waits for in-flight beats")
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, file_secret_settings]
+        toml_file = _toml_file.get()
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Build the effective settings; CLI ``overrides`` (nested dicts) win over everything else."""
+    if config_file is None and os.environ.get(CONFIG_ENV):
+        config_file = Path(os.environ[CONFIG_ENV])
+        if not config_file.is_file():
+            raise FileNotFoundError(f"{CONFIG_ENV}={config_file} does not exist")
+    elif config_file is not None and not config_file.is_file():
+        raise FileNotFoundError(f"config file {config_file} does not exist")
+    token = _toml_file.set(config_file)
+    try:
+        return Settings(**(overrides or {}))
+    finally:
+        _toml_file.reset(token)
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """The effective configuration as JSON-ready data, secrets shown as ``**********``."""
+    return settings.model_dump(mode="json")
