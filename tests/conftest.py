@@ -7,6 +7,7 @@ Everything under ``tests/integration/`` starts a real broker or server and is ma
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ import pytest
 from ecgwatch.datasets import Beats, load_ecg5000
 
 INTEGRATION = Path(__file__).parent / "integration"
+# Daemons built in-process keep device state under $XDG_STATE_HOME: never the developer's own.
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="ecgwatch-test-state-")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

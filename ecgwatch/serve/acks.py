@@ -4,7 +4,8 @@ paho keeps its outgoing session in memory only, so if we acked a beat as soon as
 crash before the broker confirmed that score would lose it. Each input gets a count of outstanding
 publications; the broker's answer to the last one settles the input: every publication accepted, or at
 least one refused (an MQTT 5 PUBACK reason code >= 0x80, e.g. "Not authorized"), in which case the input
-must not be acknowledged.
+must not be acknowledged. An input may also stay *open* while its parts are produced (a strip's beats are
+scored over several micro-batches): it settles only once closed and answered.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 class _Pending:
     remaining: int
     settle: Callable[[list[tuple[str, str]]], None]
+    open: bool = False
     refusals: list[tuple[str, str]] = field(default_factory=list)  # (kind, reason) of refused publications
 
 
@@ -33,17 +35,31 @@ class AckTracker:
     def __post_init__(self) -> None:
         self._idle = threading.Condition(self._lock)
 
-    def begin(self, expected: int, settle: Callable[[list[tuple[str, str]]], None]) -> int:
-        """Register an input that will cause ``expected`` publications; returns its key.
+    def begin(self, settle: Callable[[list[tuple[str, str]]], None]) -> int:
+        """Register an open input; returns its key. Announce its publications with :meth:`expect`.
 
-        ``settle(refusals)`` runs once the broker has answered all of them, with the ``(kind, reason)`` of
-        each refused one (an empty list: all accepted).
+        ``settle(refusals)`` runs once the input is closed and the broker has answered every publication,
+        with the ``(kind, reason)`` of each refused one (an empty list: all accepted).
         """
         with self._lock:
             key = self._next_key
             self._next_key += 1
-            self._inputs[key] = _Pending(expected, settle)
+            self._inputs[key] = _Pending(0, settle, open=True)
             return key
+
+    def expect(self, key: int, count: int) -> None:
+        """``count`` more publications of this input are about to be published (before they are)."""
+        with self._lock:
+            self._inputs[key].remaining += count
+
+    def close(self, key: int) -> None:
+        """No more publications will come for this input."""
+        with self._lock:
+            pending = self._inputs[key]
+            pending.open = False
+            settle = self._settle_if_done(key, pending)
+        if settle:
+            settle()
 
     def published(self, key: int, out_mid: int, kind: str) -> None:
         """Tie an outgoing message id to its input, after ``publish`` returned.
@@ -79,7 +95,10 @@ class AckTracker:
         pending.remaining -= 1
         if refusal is not None:
             pending.refusals.append((kind, refusal))
-        if pending.remaining > 0:
+        return self._settle_if_done(key, pending)
+
+    def _settle_if_done(self, key: int, pending: _Pending) -> Callable[[], None] | None:
+        if pending.open or pending.remaining > 0:
             return None
         del self._inputs[key]
         if not self._inputs:

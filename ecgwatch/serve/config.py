@@ -67,8 +67,10 @@ class MqttSettings(Section):
     session_expiry_s: int = Field(86400, ge=0, description="how long the broker keeps our queued beats offline")
     keepalive_s: int = Field(30, ge=5, description="MQTT keepalive interval")
     beat_topic: str = Field("ecg/+/beat", description="subscription for beats; the + segment is the device id")
+    strip_topic: str = Field("ecg/+/strip", description="subscription for strips; the + segment is the device id")
     score_topic: str = Field("ecg/{device}/score", description="where each beat's score goes")
     anomaly_topic: str = Field("ecg/{device}/anomaly", description="where anomalous beats also go")
+    episode_topic: str = Field("ecg/{device}/episode", description="where episodes start, update and end")
     deadletter_topic: str = Field("ecgwatch/deadletter", description="where malformed messages go, with the reason")
     status_topic: str = Field("ecgwatch/{instance}/status", description="retained online/offline availability")
     publish_scores: bool = Field(True, description="publish a score message for every beat")
@@ -80,12 +82,16 @@ class MqttSettings(Section):
 
     @model_validator(mode="after")
     def _check(self) -> MqttSettings:
-        if self.beat_topic.count("+") != 1 or "#" in self.beat_topic:
-            raise ValueError("beat_topic must contain exactly one '+' (the device id) and no '#'")
-        for name in ("score_topic", "anomaly_topic"):
+        for name in ("beat_topic", "strip_topic"):
+            topic = getattr(self, name)
+            if topic.count("+") != 1 or "#" in topic:
+                raise ValueError(f"{name} must contain exactly one '+' (the device id) and no '#'")
+        if self.beat_topic == self.strip_topic:
+            raise ValueError("beat_topic and strip_topic must differ")
+        for name in ("score_topic", "anomaly_topic", "episode_topic"):
             if "{device}" not in getattr(self, name):
                 raise ValueError(f"{name} must contain '{{device}}'")
-        for name in ("score_topic", "anomaly_topic", "deadletter_topic", "status_topic"):
+        for name in ("score_topic", "anomaly_topic", "episode_topic", "deadletter_topic", "status_topic"):
             if any(c in getattr(self, name) for c in "+#\x00"):
                 raise ValueError(f"{name} is a topic we publish to: it cannot hold the wildcards '+' or '#'")
         if self.password is not None and self.password_file is not None:
@@ -106,8 +112,9 @@ class MqttSettings(Section):
         return self.password.get_secret_value() if self.password else None
 
     @property
-    def subscription(self) -> str:
-        return f"$share/{self.shared_group}/{self.beat_topic}" if self.shared_group else self.beat_topic
+    def subscriptions(self) -> list[str]:
+        prefix = f"$share/{self.shared_group}/" if self.shared_group else ""
+        return [prefix + self.beat_topic, prefix + self.strip_topic]
 
 
 class ModelSettings(Section):
@@ -136,12 +143,47 @@ class LimitSettings(Section):
         65536, ge=64, description="larger messages are dead-lettered unread (and dead letters echo at most this)"
     )
     max_device_id_bytes: int = Field(256, ge=1, le=4096, description="longest device id (topic level) accepted")
+    strip_min_s: float = Field(2.0, gt=0, description="shortest strip accepted, seconds")
+    strip_max_s: float = Field(60.0, gt=0, description="longest strip accepted, seconds")
+    strip_min_fs: float = Field(100.0, gt=0, description="lowest sampling rate accepted, Hz")
+    strip_max_fs: float = Field(2000.0, gt=0, description="highest sampling rate accepted, Hz")
+    max_strip_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="larger strip messages are dead-lettered")
 
     @model_validator(mode="after")
     def _check(self) -> LimitSettings:
         if self.max_samples < self.min_samples:
             raise ValueError("max_samples must be >= min_samples")
+        if self.strip_max_s < self.strip_min_s or self.strip_max_fs < self.strip_min_fs:
+            raise ValueError("strip_max_s and strip_max_fs must be >= their minimums")
         return self
+
+
+def _state_directory() -> Path:
+    if os.environ.get("STATE_DIRECTORY"):  # systemd's StateDirectory=
+        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "ecgwatch"
+
+
+class StateSettings(Section):
+    backend: Literal["sqlite", "redis"] = Field(
+        "sqlite", description="where per-device state lives: sqlite (one instance) or redis (shared by a group)"
+    )
+    path: Path = Field(
+        default_factory=lambda: _state_directory() / "devices.sqlite3",
+        description="SQLite file of per-device state ($STATE_DIRECTORY under systemd, else $XDG_STATE_HOME/ecgwatch)",
+    )
+    redis_url: str = Field("redis://localhost:6379/0", description="Redis for the redis backend")
+
+
+class EpisodeSettings(Section):
+    """Defaults from clinical usage: frequent ectopy is >= 6 ectopic beats a minute; a run is >= 3 in a row."""
+
+    enabled: bool = Field(True, description="publish episodes on episode_topic")
+    ectopy_per_minute: int = Field(6, ge=1, description="anomalous beats within 60 s that open frequent_ectopy")
+    run_beats: int = Field(3, ge=2, description="consecutive anomalous beats that open a run")
+    bigeminy_cycles: int = Field(4, ge=2, description="normal-anomalous pairs in a row that open bigeminy")
+    signal_lost_s: float = Field(30.0, gt=0, description="unreadable signal this long opens signal_lost")
+    update_interval_s: float = Field(60.0, gt=0, description="an open episode sends an update at most this often")
 
 
 class MetricsSettings(Section):
@@ -164,6 +206,8 @@ class Settings(BaseSettings):
     batch: BatchSettings = Field(default_factory=BatchSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
+    episodes: EpisodeSettings = Field(default_factory=EpisodeSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -1,4 +1,4 @@
-"""The MQTT message contract: parse beat payloads strictly, build score events.
+"""The MQTT message contract: parse beat and strip payloads strictly, build score events.
 
 Anything that is not a well-formed beat is rejected with a short machine-readable reason (used as the
 dead-letter reason and the ``reason`` label of the invalid-beats counter), never with an exception that
@@ -11,12 +11,13 @@ import base64
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import orjson
 
 from ecgwatch.preprocess import resample_linear
+from ecgwatch.segmentation import FoundBeat, Strip
 
 
 class InvalidBeat(ValueError):
@@ -38,6 +39,7 @@ REASONS = (
     "non_finite",
     "out_of_range",
     "length_out_of_bounds",
+    "bad_fs",
     "bad_topic",
     "unparseable",  # a parser defect, not the sender's: logged with a traceback, and still dead-lettered
 )
@@ -65,12 +67,59 @@ class BeatLimits:
 
 
 @dataclass(frozen=True)
+class StripLimits:
+    """What a strip may be: 2-60 s at 100-2000 Hz by default."""
+
+    min_fs: float = 100.0
+    max_fs: float = 2000.0
+    min_seconds: float = 2.0
+    max_seconds: float = 60.0
+    max_payload_bytes: int = 4 * 1024 * 1024
+    max_device_id_bytes: int = MAX_DEVICE_ID_BYTES
+
+
+@dataclass(frozen=True)
 class Beat:
+    """A pre-cut beat from the beat topic."""
+
     device_id: str
     seq: int
     ts: float | None
     samples: np.ndarray  # resampled to the model's length
     original_length: int
+    quality: str = "ok"  # "leads_off" for a flat window: nothing to score
+
+    @property
+    def id(self) -> str:
+        return f"{self.device_id}/beat/{self.seq}"
+
+    def fields(self) -> dict[str, Any]:
+        return {"seq": self.seq, "ts": self.ts}
+
+
+@dataclass(frozen=True)
+class StripBeat:
+    """A beat the daemon found in a device's strips; ``samples`` is None when it is not scored."""
+
+    device_id: str
+    found: FoundBeat
+    samples: np.ndarray | None
+    late: bool = False  # from a strip that arrived after later ones: scored alone, not part of episodes
+
+    @property
+    def quality(self) -> str:
+        return self.found.quality
+
+    @property
+    def id(self) -> str:
+        """Stable across redeliveries: a redelivered strip yields the same beats with the same ids."""
+        return f"{self.device_id}/strip/{self.found.strip_seq}/{self.found.sample}"
+
+    def fields(self) -> dict[str, Any]:
+        found = self.found
+        rr = None if found.rr_s is None else round(found.rr_s, 4)
+        extra = {"late": True} if self.late else {}
+        return {"t": round(found.t, 4), "strip_seq": found.strip_seq, "sample": found.sample, "rr_s": rr, **extra}
 
 
 def device_from_topic(topic: str, pattern: str, max_bytes: int = MAX_DEVICE_ID_BYTES) -> str:
@@ -104,9 +153,9 @@ def _number(value: Any) -> bool:
     return type(value) in NUMBER_TYPES
 
 
-def _decode(payload: Payload, limits: BeatLimits) -> dict[str, Any]:
-    if len(payload) > limits.max_payload_bytes:
-        raise InvalidBeat("too_large", f"{len(payload)} bytes > limit {limits.max_payload_bytes}")
+def _decode(payload: Payload, max_bytes: int) -> dict[str, Any]:
+    if len(payload) > max_bytes:
+        raise InvalidBeat("too_large", f"{len(payload)} bytes > limit {max_bytes}")
     try:
         document = orjson.loads(payload)  # the hot path: several times faster than the stdlib
     except orjson.JSONDecodeError:
@@ -131,7 +180,7 @@ def _decode_lenient(payload: Payload) -> Any:
         raise InvalidBeat("not_json", "nested too deeply") from None
 
 
-def _finite(value: Any) -> bool:
+def _finite(value: Any) -> TypeGuard[float]:
     """A JSON number that is a finite float; a 401-digit integer made ``math.isfinite`` raise OverflowError."""
     if not _number(value):
         return False
@@ -141,14 +190,12 @@ def _finite(value: Any) -> bool:
         return False
 
 
-def _samples(document: dict[str, Any], limits: BeatLimits) -> np.ndarray:
+def _samples(document: dict[str, Any], least: int, most: int) -> np.ndarray:
     samples = document.get("samples")
     if not isinstance(samples, list) or not set(map(type, samples)) <= NUMBER_TYPES:
         raise InvalidBeat("bad_samples", "'samples' must be a list of numbers")
-    if not limits.min_samples <= len(samples) <= limits.max_samples:
-        raise InvalidBeat(
-            "length_out_of_bounds", f"{len(samples)} samples, accepted {limits.min_samples}..{limits.max_samples}"
-        )
+    if not least <= len(samples) <= most:
+        raise InvalidBeat("length_out_of_bounds", f"{len(samples)} samples, accepted {least}..{most}")
     try:
         values = np.asarray(samples, dtype=np.float64)
     except OverflowError:  # an integer beyond float range
@@ -160,24 +207,46 @@ def _samples(document: dict[str, Any], limits: BeatLimits) -> np.ndarray:
     return values
 
 
-def parse_beat(topic: str, payload: Payload, pattern: str, limits: BeatLimits) -> Beat:
-    """Validate a beat message and resample it to the model's length (linear, as ECG5000 was built)."""
-    device_id = device_from_topic(topic, pattern, limits.max_device_id_bytes)
-    document = _decode(payload, limits)
+def _seq(document: dict[str, Any]) -> int:
     seq = document.get("seq")
     if type(seq) is not int or not 0 <= seq <= MAX_SEQ:
         raise InvalidBeat("bad_seq", f"'seq' must be an integer in 0..{MAX_SEQ}")
+    return seq
+
+
+def parse_beat(topic: str, payload: Payload, pattern: str, limits: BeatLimits) -> Beat:
+    """Validate a beat message and resample it to the model's length (linear, as ECG5000 was built)."""
+    device_id = device_from_topic(topic, pattern, limits.max_device_id_bytes)
+    document = _decode(payload, limits.max_payload_bytes)
+    seq = _seq(document)
     ts = document.get("ts")
     if ts is not None and not _finite(ts):
         raise InvalidBeat("bad_ts", "'ts' must be epoch seconds (a finite number) when present")
-    values = _samples(document, limits)
+    values = _samples(document, limits.min_samples, limits.max_samples)
     return Beat(
         device_id=device_id,
         seq=seq,
         ts=None if ts is None else float(ts),
         samples=resample_linear(values, limits.seq_len),
         original_length=len(values),
+        quality="ok" if np.ptp(values) > 0 else "leads_off",
     )
+
+
+def parse_strip(topic: str, payload: Payload, pattern: str, limits: StripLimits) -> tuple[str, Strip]:
+    """Validate a strip message: ``{"seq", "ts" (epoch s of the first sample), "fs" (Hz), "samples"}``."""
+    device_id = device_from_topic(topic, pattern, limits.max_device_id_bytes)
+    document = _decode(payload, limits.max_payload_bytes)
+    seq = _seq(document)
+    ts = document.get("ts")
+    if not _finite(ts):
+        raise InvalidBeat("bad_ts", "'ts' (epoch seconds of the first sample) is required and must be finite")
+    fs = document.get("fs")
+    if not _finite(fs) or not limits.min_fs <= fs <= limits.max_fs:
+        raise InvalidBeat("bad_fs", f"'fs' must be the sampling rate in Hz, {limits.min_fs:g}..{limits.max_fs:g}")
+    least, most = math.ceil(limits.min_seconds * fs), math.floor(limits.max_seconds * fs)
+    values = _samples(document, least, most)
+    return device_id, Strip(seq, float(ts), float(fs), values)
 
 
 def dead_letter(topic: str, payload: Payload, error: InvalidBeat, received_at: float, max_echo_bytes: int) -> bytes:
@@ -196,20 +265,22 @@ def dead_letter(topic: str, payload: Payload, error: InvalidBeat, received_at: f
 
 
 def score_event(
-    beat: Beat,
-    score: float,
+    beat: Beat | StripBeat,
+    score: float | None,
     threshold: float,
     model_version: str,
-    peak: tuple[int, int],
+    peak: tuple[int, int] | None,
     timing: dict[str, float],
 ) -> dict[str, Any]:
-    """One score message; ``peak`` is the sample range, in the model's frame, that the score comes from."""
+    """One score message. ``score`` is None for a beat that was not scored (its ``quality`` says why): such a
+    beat is never an anomaly. ``peak`` is the sample range, in the model's frame, the score comes from."""
+    event: dict[str, Any] = {"id": beat.id, "device_id": beat.device_id, **beat.fields(), "quality": beat.quality}
+    if score is None or peak is None or beat.samples is None:
+        event |= {"score": None, "threshold": round(float(threshold), 6), "anomaly": False, "model": model_version}
+        return event | {k: round(float(v), 6) for k, v in timing.items()}
     length = len(beat.samples)
     start, end = int(peak[0]), int(peak[1])  # plain Python numbers throughout: orjson refuses numpy scalars
-    return {
-        "device_id": beat.device_id,
-        "seq": beat.seq,
-        "ts": beat.ts,
+    return event | {
         "score": round(float(score), 6),
         "threshold": round(float(threshold), 6),
         "anomaly": bool(score > threshold),

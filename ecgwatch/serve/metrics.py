@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
+from ecgwatch.segmentation import QUALITY_REASONS
+from ecgwatch.serve.episodes import KINDS
 from ecgwatch.serve.messages import REASONS
 
 # Inference on CPU takes ~1-50 ms per micro-batch; end-to-end adds the batching wait and MQTT round trips.
@@ -17,6 +19,8 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 # Wide and roughly logarithmic: score scales differ by kind (a mean absolute error is ~0.1-1; the fused
 # score of the reference model puts normal beats near 2 and its threshold near 12), and a hot reload can
 # change the kind while a histogram's buckets are fixed for the life of the process.
+# What a strip is to its device's stream (see ecgwatch.serve.strips).
+STRIP_OUTCOMES = ("next", "gap", "late", "redelivered", "duplicate")
 SCORE_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 50.0, 100.0)
 
 
@@ -37,7 +41,7 @@ class Metrics:
         )
         # Bound once: looking a label child up per message costs more than the increment itself.
         self.published = {
-            kind: self.messages_published.labels(kind=kind) for kind in ("score", "anomaly", "deadletter")
+            kind: self.messages_published.labels(kind=kind) for kind in ("score", "anomaly", "episode", "deadletter")
         }
         self.publish_failures = Counter(
             "ecgwatch_publish_failures",
@@ -71,6 +75,40 @@ class Metrics:
             "Reconnects on which the broker no longer had our session (beats queued meanwhile are lost)",
             registry=r,
         )
+        self.strips_received = Counter("ecgwatch_strips_received", "Strip messages received from MQTT", registry=r)
+        self.strips = Counter(
+            "ecgwatch_strips",
+            "Strips by what they were to their device's stream (next, gap, late, redelivered, duplicate)",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in STRIP_OUTCOMES:
+            self.strips.labels(outcome=outcome)
+        self.strips_unreadable = Counter(
+            "ecgwatch_strips_unreadable", "Strips whose signal could not be trusted, by reason", ["reason"], registry=r
+        )
+        self.beats_detected = Counter("ecgwatch_beats_detected", "Beats found in strips", registry=r)
+        self.beats_unreadable = Counter(
+            "ecgwatch_beats_unreadable", "Beats not scored because of their signal, by reason", ["reason"], registry=r
+        )
+        for reason in QUALITY_REASONS[1:]:
+            self.strips_unreadable.labels(reason=reason)
+            self.beats_unreadable.labels(reason=reason)
+        self.segmentation_seconds = Histogram(
+            "ecgwatch_segmentation_seconds", "Time to segment one strip", buckets=INFERENCE_BUCKETS, registry=r
+        )
+        self.device_state_bytes = Histogram(
+            "ecgwatch_device_state_bytes",
+            "Size of a device's state as saved",
+            buckets=(1024, 2048, 4096, 8192, 16384, 32768, 65536),
+            registry=r,
+        )
+        self.episodes = Counter(
+            "ecgwatch_episodes", "Episode events by kind and type (start, update, end)", ["kind", "type"], registry=r
+        )
+        for kind in KINDS:
+            for event_type in ("start", "update", "end"):
+                self.episodes.labels(kind=kind, type=event_type)
         self.model_reloads = Counter("ecgwatch_model_reloads", "Model reload attempts", ["result"], registry=r)
         for result in ("success", "failure"):
             self.model_reloads.labels(result=result)

@@ -100,6 +100,31 @@ class IntakeGate:
         return self._held
 
 
+class InputHandle:
+    """One input's publications, published as they are produced; see :meth:`MqttSession.open_input`."""
+
+    def __init__(self, session: MqttSession, delivery: Delivery, on_done: Callable[[], bool] | None) -> None:
+        self._session = session
+        self._kinds: list[str] = []
+        self.on_done = on_done  # may be set until close(): it runs when the input settles
+        self._key = session.tracker.begin(
+            lambda refusals: session._settle(delivery, self._kinds, refusals, self.on_done)
+        )
+
+    def publish(self, publications: Sequence[Publication]) -> None:
+        if not publications:
+            return
+        tracker = self._session.tracker
+        tracker.expect(self._key, len(publications))
+        for kind, topic, payload in publications:
+            self._kinds.append(kind)
+            info = self._session.publisher.publish(topic, payload, qos=1)
+            tracker.published(self._key, info.mid, kind)
+
+    def close(self) -> None:
+        self._session.tracker.close(self._key)
+
+
 class MqttSession:
     def __init__(
         self,
@@ -226,9 +251,9 @@ class MqttSession:
         self._had_session = True
         if self.settings.protocol == "5":  # retained beats are old beats: never score them again on connect
             options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
-            client.subscribe(self.settings.subscription, options=options)
+            client.subscribe([(topic, options) for topic in self.settings.subscriptions])
         else:
-            client.subscribe(self.settings.subscription, qos=1)
+            client.subscribe([(topic, 1) for topic in self.settings.subscriptions])
         client.publish(self.status_topic, b"online", qos=1, retain=True)
 
     def _handle_connect_fail(self, link: str) -> None:
@@ -277,38 +302,39 @@ class MqttSession:
         self._on_message(message, Delivery(message.mid, message.qos, self._generation))
 
     # --- publishing --------------------------------------------------------------------------------
-    def publish_then_ack(
-        self, delivery: Delivery, publications: Sequence[Publication], on_done: Callable[[], None] | None = None
-    ) -> None:
-        """Publish at QoS 1 everything an input caused; acknowledge the input once the broker accepted all.
+    def open_input(self, delivery: Delivery, on_done: Callable[[], bool] | None = None) -> InputHandle:
+        """An input whose publications come in parts (a strip's beats, scored batch by batch).
 
-        If the broker refuses any (MQTT 5 reason code >= 0x80, e.g. an ACL's "Not authorized"), the input
-        is not acknowledged: it stays with the broker and comes back on our next connection. MQTT 3.1.1 has
-        no way to refuse a publish; a broker that drops it there drops it silently.
+        It is acknowledged once :meth:`InputHandle.close` was called and the broker accepted every
+        publication, after ``on_done`` (which may refuse the ack by returning False: the input then stays
+        with the broker). If the broker refuses any publication (MQTT 5 reason code >= 0x80, e.g. an ACL's
+        "Not authorized"), the input is not acknowledged: it stays with the broker and comes back on our next
+        connection. MQTT 3.1.1 has no way to refuse a publish; a broker that drops it there drops it silently.
         """
+        return InputHandle(self, delivery, on_done)
 
-        def settle(refusals: list[tuple[str, str]]) -> None:
-            refused_kinds = [kind for kind, _ in refusals]
-            for kind, _topic, _payload in publications:
-                if kind in refused_kinds:
-                    refused_kinds.remove(kind)
-                else:
-                    self.metrics.published[kind].inc()
-            if refusals:
-                self._refused(refusals)
+    def publish_then_ack(
+        self, delivery: Delivery, publications: Sequence[Publication], on_done: Callable[[], bool] | None = None
+    ) -> None:
+        """Publish everything an input caused at QoS 1; acknowledge it once the broker accepted all."""
+        handle = self.open_input(delivery, on_done)
+        handle.publish(publications)
+        handle.close()
+
+    def _settle(
+        self, delivery: Delivery, kinds: list[str], refusals: list[tuple[str, str]], on_done: Callable[[], bool] | None
+    ) -> None:
+        refused_kinds = [kind for kind, _ in refusals]
+        for kind in kinds:
+            if kind in refused_kinds:
+                refused_kinds.remove(kind)
             else:
-                if on_done:
-                    on_done()
-                self._ack(delivery)
-            self.gate.leave()
-
-        if not publications:
-            settle([])
-            return
-        key = self.tracker.begin(len(publications), settle)
-        for kind, topic, payload in publications:
-            info = self.publisher.publish(topic, payload, qos=1)
-            self.tracker.published(key, info.mid, kind)
+                self.metrics.published[kind].inc()
+        if refusals:
+            self._refused(refusals)
+        elif on_done is None or on_done():
+            self._ack(delivery)
+        self.gate.leave()
 
     def _ack(self, delivery: Delivery) -> None:
         if delivery.generation == self._generation:  # else the broker has redelivered it: that copy gets acked

@@ -1,9 +1,12 @@
-"""The daemon's data path: beats in, events out.
+"""The daemon's data path: beats and strips in, events out.
 
-Three threads share it: paho's intake thread parses each message (:meth:`Pipeline.intake`) into a
-queue; the scoring thread gathers micro-batches and runs the model (:meth:`Pipeline.score_until_drained`);
-the publishing thread turns reconstructions into scores and events and publishes them
-(:meth:`Pipeline.publish_until_drained`), each beat acknowledged only once its events are confirmed.
+Four threads share it. paho's intake thread parses each message (:meth:`Pipeline.intake`): a beat goes
+straight to the scoring queue, a strip to the segmenting thread (:meth:`Pipeline.segment_until_drained`),
+which finds its beats and queues them in time order, followed by a :class:`StripEnd`. The scoring thread
+gathers micro-batches of beats from every device and runs the model (:meth:`Pipeline.score_until_drained`).
+The publishing thread turns reconstructions into scores, folds each beat into its device's episodes and
+publishes the events (:meth:`Pipeline.publish_until_drained`); an input is acknowledged only once every event
+it caused is confirmed (a strip: all its beats' and episodes' events, then its device state is committed).
 """
 
 from __future__ import annotations
@@ -22,38 +25,61 @@ import torch
 
 from ecgwatch.scorer import Reconstruction, Scorer
 from ecgwatch.serve.config import Settings
-from ecgwatch.serve.messages import Beat, BeatLimits, InvalidBeat, dead_letter, parse_beat, score_event
+from ecgwatch.serve.episodes import DeviceEpisodes, Event, Rules, observe_beat, observe_unreadable
+from ecgwatch.serve.messages import (
+    Beat,
+    BeatLimits,
+    InvalidBeat,
+    StripBeat,
+    StripLimits,
+    dead_letter,
+    parse_beat,
+    parse_strip,
+    score_event,
+)
 from ecgwatch.serve.metrics import Metrics
 from ecgwatch.serve.mqtt_session import Delivery, MqttSession, Publication
+from ecgwatch.serve.strips import Streams, StripEnd, StripJob, StripTicket, encode_state, strip_beats
 
 log = logging.getLogger(__name__)
 IDLE_TICK_S = 0.5
 # Scored batches waiting for the publishing thread: enough for the model to run ahead, few enough that
 # a stalled broker connection stops the scoring (and, through the intake gate, the intake) quickly.
 PUBLISH_BACKLOG = 4
+# Strips waiting to be segmented: each may hold a minute of samples, so few; beyond it the intake waits.
+STRIP_BACKLOG = 8
 
 
 @dataclass(frozen=True)
 class Pending:
-    beat: Beat
-    delivery: Delivery
+    """A beat on its way: from a beat message (``output`` is its delivery) or a strip (its ticket)."""
+
+    beat: Beat | StripBeat
+    output: Delivery | StripTicket
     received: float  # time.monotonic()
     received_wall: float
+
+    @property
+    def scorable(self) -> bool:
+        return self.beat.samples is not None and self.beat.quality == "ok"
+
+
+Item = Pending | StripEnd
 
 
 @dataclass(frozen=True)
 class ScoredBatch:
     """A micro-batch the model has reconstructed, on its way to the publishing thread, which scores it."""
 
-    beats: list[Pending]
-    part: Reconstruction
+    items: list[Item]
+    part: Reconstruction | None  # of the scorable beats, in order; None when there were none
     scorer: Scorer  # the one that reconstructed it: its rule finishes the scores
     started: float  # time.monotonic() when inference began
     inference: float  # seconds
 
 
-def gather(source: queue.Queue[Pending], max_size: int, max_wait_s: float, idle_s: float) -> list[Pending]:
-    """Block up to ``idle_s`` for a first beat, then take more until ``max_size`` or ``max_wait_s`` passes."""
+def gather(source: queue.Queue[Item], max_size: int, max_wait_s: float, idle_s: float) -> list[Item]:
+    """Block up to ``idle_s`` for a first item, then take more until ``max_size`` or ``max_wait_s`` passes."""
     try:
         batch = [source.get(timeout=idle_s)]
     except queue.Empty:
@@ -75,6 +101,7 @@ class Pipeline:
         metrics: Metrics,
         current_scorer: Callable[[], Scorer],
         limits: BeatLimits,
+        streams: Streams,
         stopping: threading.Event,
         heartbeat: Callable[[], None],
     ) -> None:
@@ -82,13 +109,18 @@ class Pipeline:
         self.metrics = metrics
         self.current_scorer = current_scorer  # the service's, swapped by a reload between batches
         self.limits = limits
+        self.strip_limits = _strip_limits(settings, limits)
+        self.streams = streams
         self.stopping = stopping
         self.heartbeat = heartbeat  # the systemd watchdog: proof that the scoring loop turns
-        # Never full: the intake gate holds at most queue_size beats in the whole daemon, queued or not.
-        self.queue: queue.Queue[Pending] = queue.Queue(maxsize=settings.batch.queue_size)
+        self.rules = Rules(**settings.episodes.model_dump(exclude={"enabled"}))
+        self.queue: queue.Queue[Item] = queue.Queue(maxsize=settings.batch.queue_size)
+        self.strips: queue.Queue[StripJob] = queue.Queue(maxsize=STRIP_BACKLOG)
         self.scored: queue.Queue[ScoredBatch | None] = queue.Queue(maxsize=PUBLISH_BACKLOG)
+        self.segmented = threading.Event()
         self.drained = threading.Event()
         self.session: MqttSession | None = None
+        self.episodes: dict[str, DeviceEpisodes] = {}  # the publishing thread's own
         metrics.queue_capacity.set(settings.batch.queue_size)
         metrics.queue_depth.set_function(self.queue.qsize)  # read at scrape time, not set per beat
 
@@ -104,9 +136,16 @@ class Pipeline:
     # --- intake (paho's intake thread) ------------------------------------------------------------
     def intake(self, message: mqtt.MQTTMessage, delivery: Delivery) -> None:
         received, received_wall = time.monotonic(), time.time()
-        self.metrics.beats_received.inc()
+        cfg = self.settings.mqtt
         try:
-            beat = parse_beat(_topic_of(message), message.payload, self.settings.mqtt.beat_topic, self.limits)
+            topic = _topic_of(message)
+            if mqtt.topic_matches_sub(cfg.strip_topic, topic):
+                self.metrics.strips_received.inc()
+                device, strip = parse_strip(topic, message.payload, cfg.strip_topic, self.strip_limits)
+                self.strips.put(StripJob(device, strip, delivery, received, received_wall))
+                return
+            self.metrics.beats_received.inc()
+            beat = parse_beat(topic, message.payload, cfg.beat_topic, self.limits)
         except InvalidBeat as error:
             self._dead_letter(message, delivery, error, received_wall)
             return
@@ -130,7 +169,39 @@ class Pipeline:
         )
         self._mqtt.publish_then_ack(delivery, [("deadletter", self.settings.mqtt.deadletter_topic, letter)])
 
-    # --- scoring and publishing threads ------------------------------------------------------------
+    # --- segmenting thread ------------------------------------------------------------------------
+    def segment_until_drained(self) -> None:
+        while True:
+            try:
+                job = self.strips.get(timeout=IDLE_TICK_S)
+            except queue.Empty:
+                if self.stopping.is_set():
+                    break
+                continue
+            self._segment(job)
+        self.segmented.set()
+
+    def _segment(self, job: StripJob) -> None:
+        handle = self._mqtt.open_input(job.delivery)
+        ticket, result, outcome = self.streams.segment(job, handle)
+        handle.on_done = lambda: self.streams.commit(ticket)
+        self.metrics.strips.labels(outcome=outcome).inc()
+        if result is None:  # a duplicate of a strip already acknowledged
+            handle.close()
+            return
+        if result.quality != "ok":
+            self.metrics.strips_unreadable.labels(reason=result.quality).inc()
+        beats = strip_beats(job.device, result, self.current_scorer().loaded.seq_len, outcome == "late")
+        self.metrics.beats_detected.inc(len(beats))
+        for beat in beats:
+            if beat.quality != "ok":
+                self.metrics.beats_unreadable.labels(reason=beat.quality).inc()
+            self.queue.put(Pending(beat, ticket, job.received, job.received_wall))
+        strip = job.strip
+        readable = any(b.quality == "ok" for b in beats)
+        self.queue.put(StripEnd(ticket, strip.ts, len(strip.samples) / strip.fs, readable))
+
+    # --- scoring thread ---------------------------------------------------------------------------
     def score_until_drained(self) -> None:
         """Model only: gather, reconstruct, hand over. The publishing thread turns reconstructions into
         scores and events meanwhile, so the model is not idle while paho encodes and sends the previous
@@ -145,45 +216,54 @@ class Pipeline:
             batch = gather(self.queue, batch_cfg.max_size, batch_cfg.max_wait_ms / 1000, IDLE_TICK_S)
             if batch:
                 self.scored.put(self._score_batch(batch))
-            elif self.stopping.is_set():
+            elif self.stopping.is_set() and self.segmented.is_set() and self.queue.empty():
                 break
             if time.monotonic() - last_ping >= IDLE_TICK_S:
                 self.heartbeat()
                 last_ping = time.monotonic()
         self.scored.put(None)  # everything before it gets published, then the publisher reports drained
 
-    def _score_batch(self, batch: list[Pending]) -> ScoredBatch:
+    def _score_batch(self, items: list[Item]) -> ScoredBatch:
         scorer = self.current_scorer()  # one model per batch, even if a reload swaps it meanwhile
         started = time.monotonic()
-        part = scorer.reconstruct(scorer.prepare(np.stack([p.beat.samples for p in batch])))
+        beats = [item.beat.samples for item in items if isinstance(item, Pending) and item.scorable]
+        part = scorer.reconstruct(scorer.prepare(np.stack(beats))) if beats else None  # type: ignore[arg-type]
         inference = time.monotonic() - started
-        self.metrics.inference_seconds.observe(inference)
-        self.metrics.batch_size.observe(len(batch))
-        self.metrics.beats_scored.inc(len(batch))
-        return ScoredBatch(batch, part, scorer, started, inference)
+        if beats:
+            self.metrics.inference_seconds.observe(inference)
+            self.metrics.batch_size.observe(len(beats))
+            self.metrics.beats_scored.inc(len(beats))
+        return ScoredBatch(items, part, scorer, started, inference)
 
+    # --- publishing thread ------------------------------------------------------------------------
     def publish_until_drained(self) -> None:
         while (scored := self.scored.get()) is not None:
             self._publish_batch(scored)
         self.drained.set()
 
     def _publish_batch(self, scored: ScoredBatch) -> None:
-        result = scored.scorer.finish(scored.part)
+        result = scored.scorer.finish(scored.part) if scored.part is not None else None
         threshold, version = scored.scorer.loaded.threshold, scored.scorer.loaded.version
-        for i, pending in enumerate(scored.beats):
-            timing = {
-                "queued_s": scored.started - pending.received,
-                "inference_s": scored.inference,
-                "received_at": pending.received_wall,
-            }
-            peak = (result.peak_start[i], result.peak_end[i])
-            event = score_event(pending.beat, float(result.scores[i]), threshold, version, peak, timing)
-            self._publish_event(pending, event)
+        k = 0
+        for item in scored.items:
+            if isinstance(item, StripEnd):
+                self._end_strip(item)
+                continue
+            timing = {"queued_s": scored.started - item.received, "received_at": item.received_wall}
+            if item.scorable and result is not None:
+                peak = (result.peak_start[k], result.peak_end[k])
+                timing["inference_s"] = scored.inference
+                event = score_event(item.beat, float(result.scores[k]), threshold, version, peak, timing)
+                k += 1
+            else:
+                event = score_event(item.beat, None, threshold, version, None, timing)
+            self._publish_event(item, event)
 
     def _publish_event(self, pending: Pending, event: dict[str, object]) -> None:
         cfg = self.settings.mqtt
         anomalous = bool(event["anomaly"])
-        self.metrics.scores.observe(float(event["score"]))  # type: ignore[arg-type]
+        if event["score"] is not None:
+            self.metrics.scores.observe(float(event["score"]))  # type: ignore[arg-type]
         if anomalous:
             self.metrics.beats_anomalous.inc()
         device = pending.beat.device_id
@@ -193,11 +273,59 @@ class Pipeline:
             publications.append(("score", cfg.score_topic.format(device=device), payload))
         if anomalous and cfg.publish_anomalies:
             publications.append(("anomaly", cfg.anomaly_topic.format(device=device), payload))
+        publications += self._episodes_of(pending, anomalous)
 
-        def done() -> None:
+        def done() -> bool:
             self.metrics.latency_seconds.observe(time.monotonic() - pending.received)
+            return True
 
-        self._mqtt.publish_then_ack(pending.delivery, publications, done)
+        if isinstance(pending.output, StripTicket):
+            pending.output.handle.publish(publications)
+        else:
+            self._mqtt.publish_then_ack(pending.output, publications, done)
+
+    def _device_episodes(self, device: str, ticket: StripTicket | None) -> DeviceEpisodes:
+        if ticket is not None and ticket.adopt_episodes is not None:  # read from the store: it takes over
+            self.episodes[device], ticket.adopt_episodes = ticket.adopt_episodes, None
+        return self.episodes.setdefault(device, DeviceEpisodes())
+
+    def _episodes_of(self, pending: Pending, anomalous: bool) -> list[Publication]:
+        beat = pending.beat
+        ticket = pending.output if isinstance(pending.output, StripTicket) else None
+        if not self.settings.episodes.enabled or (ticket is not None and ticket.detached):
+            return []
+        t = beat.found.t if isinstance(beat, StripBeat) else (beat.ts or pending.received_wall)
+        state = self._device_episodes(beat.device_id, ticket)
+        events = observe_beat(state, self.rules, beat.device_id, t, beat.quality == "ok", anomalous)
+        return self._episode_publications(beat.device_id, events)
+
+    def _end_strip(self, end: StripEnd) -> None:
+        ticket = end.ticket
+        if not ticket.detached:
+            state = self._device_episodes(ticket.device, ticket)
+            if not end.readable and self.settings.episodes.enabled:
+                events = observe_unreadable(state, self.rules, ticket.device, end.start, end.seconds)
+                ticket.handle.publish(self._episode_publications(ticket.device, events))
+            ticket.state = encode_state(ticket.track, state, ticket.missing)
+        ticket.handle.close()
+
+    def _episode_publications(self, device: str, events: list[Event]) -> list[Publication]:
+        topic = self.settings.mqtt.episode_topic.format(device=device)
+        for event in events:
+            self.metrics.episodes.labels(kind=event["kind"], type=event["type"]).inc()
+        return [("episode", topic, orjson.dumps(event)) for event in events]
+
+
+def _strip_limits(settings: Settings, limits: BeatLimits) -> StripLimits:
+    cfg = settings.limits
+    return StripLimits(
+        min_fs=cfg.strip_min_fs,
+        max_fs=cfg.strip_max_fs,
+        min_seconds=cfg.strip_min_s,
+        max_seconds=cfg.strip_max_s,
+        max_payload_bytes=cfg.max_strip_bytes,
+        max_device_id_bytes=limits.max_device_id_bytes,
+    )
 
 
 def _topic_of(message: mqtt.MQTTMessage, lenient: bool = False) -> str:

@@ -29,6 +29,8 @@ from ecgwatch.serve.metrics import Metrics
 from ecgwatch.serve.mqtt_session import MqttSession
 from ecgwatch.serve.pipeline import IDLE_TICK_S, Pipeline
 from ecgwatch.serve.sdnotify import Notifier
+from ecgwatch.serve.state import open_store
+from ecgwatch.serve.strips import Streams
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +54,10 @@ class Service:
         self.reload_requested = threading.Event()
         self._signals = 0
         self._failure = ""
-        self.pipeline = Pipeline(
-            settings, self.metrics, lambda: self.scorer, limits, self.stopping, self.notifier.watchdog
-        )
+        self.store = open_store(settings.state)  # raises on a bad path or an unreachable Redis: start-up stops
+        streams = Streams(self.store, self.scorer.loaded.seq_len, self.metrics)
+        heartbeat = self.notifier.watchdog
+        self.pipeline = Pipeline(settings, self.metrics, lambda: self.scorer, limits, streams, self.stopping, heartbeat)
         self.mqtt = MqttSession(
             settings.mqtt,
             settings.instance,
@@ -168,7 +171,11 @@ class Service:
             self.http.start()
             log.info("metrics listening", extra={"port": self.http.port})
         self.mqtt.start()
-        workers = (("scoring", self.pipeline.score_until_drained), ("publishing", self.pipeline.publish_until_drained))
+        workers = (
+            ("segmenting", self.pipeline.segment_until_drained),
+            ("scoring", self.pipeline.score_until_drained),
+            ("publishing", self.pipeline.publish_until_drained),
+        )
         for name, work in workers:
             threading.Thread(target=self._guarded(work), name=name, daemon=True).start()
 
@@ -234,6 +241,7 @@ class Service:
                 extra={"held": self.mqtt.gate.held, "queued": self.pipeline.queue.qsize()},
             )
         self.mqtt.stop(timeout=min(2.0, grace))
+        self.store.close()
         if self.http:
             self.http.stop()
         log.info("stopped")

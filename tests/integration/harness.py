@@ -123,6 +123,7 @@ class Daemon:
             "ECGWATCH_MODEL__WATCH_INTERVAL_S": "0.5",
             "ECGWATCH_METRICS__PORT": str(self.metrics_port),
             "ECGWATCH_BATCH__THREADS": "1",
+            "ECGWATCH_STATE__PATH": str(log.parent / f"{client_id}-state" / "devices.sqlite3"),
             **env,
         }
         self.process: subprocess.Popen[bytes] | None = None

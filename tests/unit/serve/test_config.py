@@ -20,7 +20,7 @@ def test_defaults_work_against_a_local_broker_with_the_shipped_model() -> None:
     settings = load_settings()
     assert (settings.mqtt.host, settings.mqtt.port) == ("localhost", 1883)
     assert settings.model.path.name == "reference_model"
-    assert settings.mqtt.subscription == "ecg/+/beat"
+    assert settings.mqtt.subscriptions == ["ecg/+/beat", "ecg/+/strip"]
 
 
 def test_precedence_toml_then_env_then_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -35,7 +35,8 @@ def test_precedence_toml_then_env_then_cli(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_shared_group_subscription() -> None:
-    assert load_settings(None, {"mqtt": {"shared_group": "g1"}}).mqtt.subscription == "$share/g1/ecg/+/beat"
+    subscriptions = load_settings(None, {"mqtt": {"shared_group": "g1"}}).mqtt.subscriptions
+    assert subscriptions == ["$share/g1/ecg/+/beat", "$share/g1/ecg/+/strip"]
 
 
 @pytest.mark.parametrize(
