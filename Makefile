@@ -14,11 +14,14 @@ venv: $(BIN)/activate
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 
-# Real tools the tests drive: Mosquitto (broker), promtool + prometheus (alert rules, scrape test), systemd-analyze.
+# Real tools the tests drive: Mosquitto (broker), promtool + prometheus (alert rules, scrape test), Redis (shared
+# device state), openssl (test certificates), systemd-analyze.
 system-deps:
 	@missing=""; \
 	command -v promtool >/dev/null && command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

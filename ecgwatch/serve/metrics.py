@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
+from ecgwatch.episodes import KINDS
 from ecgwatch.segmentation import QUALITY_REASONS
-from ecgwatch.serve.episodes import KINDS
 from ecgwatch.serve.messages import REASONS
 
 # Inference on CPU takes ~1-50 ms per micro-batch; end-to-end adds the batching wait and MQTT round trips.

@@ -23,9 +23,9 @@ import orjson
 import paho.mqtt.client as mqtt
 import torch
 
+from ecgwatch.episodes import DeviceEpisodes, Event, Rules, observe_beat, observe_unreadable
 from ecgwatch.scorer import Reconstruction, Scorer
 from ecgwatch.serve.config import Settings
-from ecgwatch.serve.episodes import DeviceEpisodes, Event, Rules, observe_beat, observe_unreadable
 from ecgwatch.serve.messages import (
     Beat,
     BeatLimits,

@@ -26,8 +26,8 @@ from typing import Any
 
 import orjson
 
+from ecgwatch.episodes import DeviceEpisodes
 from ecgwatch.segmentation import Strip, StripResult, Track, push
-from ecgwatch.serve.episodes import DeviceEpisodes
 from ecgwatch.serve.messages import StripBeat
 from ecgwatch.serve.metrics import Metrics
 from ecgwatch.serve.mqtt_session import Delivery, InputHandle
