@@ -1,4 +1,4 @@
-"""``ecgwatch``: the runtime command line: serve, config, simulate, demo, info, score."""
+"""``ecgwatch``: the runtime command line: serve, config, simulate, demo, inspect, info, score."""
 
 from __future__ import annotations
 
@@ -39,6 +39,20 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--split", choices=("test", "all"), default="test", help="test: beats --model never trained on")
     sim.add_argument("--model", type=Path, help="the served model (default: model.path, the shipped model)")
     sim.add_argument("--seed", type=int, default=0)
+    strips = sim.add_argument_group("strips (--strips: MIT-BIH records as continuous strips, as watches record them)")
+    strips.add_argument("--strips", action="store_true", help="send strips of MIT-BIH records instead of beats")
+    strips.add_argument("--records", nargs="+", help="record names (default: every record in <data>/mitbih)")
+    strips.add_argument("--seconds", type=float, default=60.0, help="seconds of signal per watch")
+    strips.add_argument("--strip-seconds", type=float, nargs=2, default=(10.0, 30.0), metavar=("MIN", "MAX"))
+    strips.add_argument("--fs", type=float, help="resample the records to this rate, Hz (default: 360)")
+    strips.add_argument(
+        "--artifact",
+        action="append",
+        default=[],
+        metavar="KIND[=LEVEL]",
+        help="artifacts on strips: noise=SNR_DB, wander=FRACTION, mains=FRACTION, emg=SNR_DB, motion, pop, reversed",
+    )
+    strips.add_argument("--artifact-share", type=float, default=1.0, help="share of strips with the artifacts")
     _add_mqtt_security_flags(sim)
     demo = sub.add_parser("demo", help="broker + daemon + simulator, a live view, and a detection report")
     demo.add_argument("--broker", help="host:port of an MQTT 5 broker (default: start one)")
@@ -50,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data", help="data directory (default: $ECGWATCH_DATA_DIR)")
     demo.add_argument("--out", type=Path, help="where labels.csv and demo_report.json go")
     _add_mqtt_security_flags(demo)
+    inspect = sub.add_parser("inspect", help="draw a device's next strip with its beats marked (PNG)")
+    inspect.add_argument("--device", required=True, help="device id, as in ecg/<device>/strip")
+    inspect.add_argument("--broker", default="localhost:1883", help="host:port")
+    inspect.add_argument("--out", type=Path, help="PNG to write (default: inspect-<device>.png)")
+    inspect.add_argument("--timeout", type=float, default=120.0, help="how long to wait for a strip, seconds")
+    _add_mqtt_security_flags(inspect)
     info = sub.add_parser("info", help="print a model artifact's version, threshold and test metrics")
     info.add_argument("--model", type=Path, default=artifact.REFERENCE_MODEL_DIR)
     score = sub.add_parser("score", help="score every beat of an ECG5000-format file (.arff/.txt/.tsv/.ts) as CSV")
@@ -111,13 +131,21 @@ def _serve(args: argparse.Namespace) -> int:
     return service.run()
 
 
-def _simulate(args: argparse.Namespace) -> None:
-    from ecgwatch.demo.simulator import SimulationConfig, held_out_split_seed, load_beats, run
-
+def _client_settings(args: argparse.Namespace) -> Any:
+    """Settings for a client the CLI starts: ``--broker host:port`` plus the --mqtt-* security flags."""
     host, _, port = args.broker.rpartition(":")
     overrides = _overrides(args)
     overrides.setdefault("mqtt", {}).update(host=host or "localhost", port=int(port))
-    settings = load_settings(None, overrides)
+    return load_settings(None, overrides)
+
+
+def _simulate(args: argparse.Namespace) -> None:
+    from ecgwatch.demo.simulator import SimulationConfig, held_out_split_seed, load_beats, run
+
+    settings = _client_settings(args)
+    if args.strips:
+        print(json.dumps(_simulate_strips(args, settings.mqtt)))
+        return
     config = SimulationConfig(
         mqtt=settings.mqtt,
         devices=args.devices,
@@ -129,6 +157,40 @@ def _simulate(args: argparse.Namespace) -> None:
     split_seed = held_out_split_seed(args.model or settings.model.path)
     summary = run(config, load_beats(args.data, args.split, split_seed), args.labels)
     print(json.dumps(summary))
+
+
+def _simulate_strips(args: argparse.Namespace, mqtt: Any) -> dict[str, float]:
+    from ecgwatch.datasets import data_dir
+    from ecgwatch.datasets.mitbih import load_record, records_in
+    from ecgwatch.demo.strip_simulator import StripSimulation, run_strips
+
+    folder = data_dir("mitbih", args.data)
+    names = args.records or records_in(folder)
+    simulation = StripSimulation(
+        mqtt=mqtt,
+        devices=args.devices,
+        seconds=args.seconds,
+        strip_seconds=tuple(args.strip_seconds),
+        fs=args.fs,
+        artifacts=tuple(_artifact(a) for a in args.artifact),
+        artifact_share=args.artifact_share,
+        fast=args.fast,
+        seed=args.seed,
+    )
+    return run_strips(simulation, [load_record(folder, name) for name in names], args.labels)
+
+
+def _artifact(spec: str) -> tuple[str, float | None]:
+    kind, _, level = spec.partition("=")
+    return kind, float(level) if level else None
+
+
+def _inspect(args: argparse.Namespace) -> None:
+    from ecgwatch.demo.inspect import capture, draw
+
+    settings = _client_settings(args)
+    seen = capture(settings.mqtt, args.device, args.timeout)
+    print(draw(seen, args.device, args.out or Path(f"inspect-{args.device}.png")))
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -214,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
             _simulate(args)
         elif args.command == "demo":
             _demo(args)
+        elif args.command == "inspect":
+            _inspect(args)
         elif args.command == "info":
             _info(args.model)
         else:

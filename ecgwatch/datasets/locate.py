@@ -46,6 +46,11 @@ def data_dir(name: str, explicit: Path | str | None = None, url: str | None = No
 
 def _download(name: str, url: str | None) -> Path:
     target = download.cache_dir() / name
+    if name == "mitbih":
+        raise DataUnavailableError(
+            "MIT-BIH records are read from a data directory: set ECGWATCH_DATA_DIR (or --data) to a folder with "
+            "mitbih/<rec>.hea and <rec>.dat (PhysioNet's mitdb, https://physionet.org/content/mitdb/1.0.0/)"
+        )
     if name == "ecg5000":
         return download.download_zip_members(url or ECG5000_URL, target, ECG5000_SHA256)
     if name == "mnist":

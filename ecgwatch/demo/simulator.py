@@ -72,11 +72,12 @@ def beat_stream(beats: Beats, config: SimulationConfig) -> Iterator[SentBeat]:
         yield SentBeat(f"watch-{device:04d}", seq, row, int(beats.y[row]), payload.encode())
 
 
-def _connect(config: SimulationConfig) -> mqtt.Client:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{config.client_id}-{int(time.time() * 1e3)}")
+def connect(settings: MqttSettings, client_id: str) -> mqtt.Client:
+    """A publishing client for a simulator, with the daemon's credentials and TLS settings."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{client_id}-{int(time.time() * 1e3)}")
     client.max_inflight_messages_set(1000)
-    secure(client, config.mqtt)
-    client.connect(config.mqtt.host, config.mqtt.port)
+    secure(client, settings)
+    client.connect(settings.host, settings.port)
     client.loop_start()
     return client
 
@@ -85,7 +86,7 @@ def run(
     config: SimulationConfig, beats: Beats, labels_file: Path | None = None, progress: bool = True
 ) -> dict[str, float]:
     """Publish the beats, pacing each device at ``rate_hz`` unless ``fast``; returns a summary."""
-    client = _connect(config)
+    client = connect(config.mqtt, config.client_id)
     writer_file = labels_file.open("w", newline="") if labels_file else None
     writer = csv.writer(writer_file) if writer_file else None
     if writer:
