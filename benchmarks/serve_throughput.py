@@ -106,25 +106,31 @@ def blast(
     consumer: int,
     timeout: float,
     rate: float | None = None,
+    kind: str = "beat",
+    scores: int | None = None,
+    device: str = "watch",
 ) -> dict[str, float]:
     """Publish every line (as fast as the C clients go, or at ``rate``); rate from first publish to last score.
 
-    Also the CPU seconds each party spent meanwhile: the consumer under test, the broker, and the C clients
-    (reaped inside this function, so they are exactly the children's rusage delta).
+    Line i goes to device ``i mod PUBLISHERS`` on ``ecg/<device>-<k>/<kind>``, in order. The rate counts
+    ``scores`` score events (default: one per line; a strip causes one per beat found in it). Also the CPU
+    seconds each party spent meanwhile: the consumer under test, the broker, and the C clients (reaped inside
+    this function, so they are exactly the children's rusage delta).
     """
-    collector = start_collector(broker, len(lines))
+    expected = scores or len(lines)
+    collector = start_collector(broker, expected)
     command = ["mosquitto_pub", "-h", broker.host, "-p", str(broker.port), "-q", "1", "-M", "1000", "-l"]
     cpu_before = (cpu_seconds(consumer), cpu_seconds(broker.pid), children_cpu_seconds())
     started = time.time()
     publishers = [
-        subprocess.Popen([*command, "-t", f"ecg/watch-{k}/beat"], stdin=subprocess.PIPE) for k in range(PUBLISHERS)
+        subprocess.Popen([*command, "-t", f"ecg/{device}-{k}/{kind}"], stdin=subprocess.PIPE) for k in range(PUBLISHERS)
     ]
     feed(publishers, lines, rate)
     try:
         output = collector.wait(timeout)
     except subprocess.TimeoutExpired:
         collector.process.kill()
-        raise RuntimeError(f"not all {len(lines)} scores arrived within {timeout}s") from None
+        raise RuntimeError(f"not all {expected} scores arrived within {timeout}s") from None
     for publisher in publishers:
         publisher.wait(10)
     cpu_after = (cpu_seconds(consumer), cpu_seconds(broker.pid), children_cpu_seconds())
@@ -139,13 +145,13 @@ def blast(
         latencies.append(float(arrived) - event["received_at"])
         queued.append(event.get("queued_s", float("nan")))  # the naive consumer has no queue
     return {
-        "rate": len(lines) / (max(arrivals) - started),
+        "rate": expected / (max(arrivals) - started),
         "p50": float(np.percentile(latencies, 50)),
         "p99": float(np.percentile(latencies, 99)),
         "queued_p50": float(np.percentile(queued, 50)),
-        "consumer_cpu_us": consumer_cpu / len(lines) * 1e6,
-        "broker_cpu_us": broker_cpu / len(lines) * 1e6,
-        "clients_cpu_us": clients_cpu / len(lines) * 1e6,
+        "consumer_cpu_us": consumer_cpu / expected * 1e6,
+        "broker_cpu_us": broker_cpu / expected * 1e6,
+        "clients_cpu_us": clients_cpu / expected * 1e6,
     }
 
 

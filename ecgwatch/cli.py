@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--fast", action="store_true")
     demo.add_argument("--data", help="data directory (default: $ECGWATCH_DATA_DIR)")
     demo.add_argument("--out", type=Path, help="where labels.csv and demo_report.json go")
+    demo.add_argument("--strips", action="store_true", help="other people's ECG: MIT-BIH records as watch strips")
+    demo.add_argument("--records", nargs="+", default=(), help="with --strips: record names (default: all)")
+    demo.add_argument("--artifact", action="append", default=[], metavar="KIND[=LEVEL]", help="see simulate")
+    demo.add_argument("--artifact-share", type=float, default=0.2, help="share of strips with the artifacts")
     _add_mqtt_security_flags(demo)
     inspect = sub.add_parser("inspect", help="draw a device's next strip with its beats marked (PNG)")
     inspect.add_argument("--device", required=True, help="device id, as in ecg/<device>/strip")
@@ -201,6 +205,10 @@ def _demo(args: argparse.Namespace) -> None:
             broker=args.broker,
             embedded_broker=args.embedded_broker,
             mqtt=_overrides(args).get("mqtt"),
+            strips=args.strips,
+            records=tuple(args.records),
+            artifacts=tuple(_artifact(a) for a in args.artifact),
+            artifact_share=args.artifact_share,
             devices=args.devices,
             seconds=args.seconds,
             rate_hz=args.rate,

@@ -134,6 +134,11 @@ def clean(x: np.ndarray, fs: float) -> np.ndarray:
     return np.asarray(y)
 
 
+def warm_up() -> None:
+    """Import NeuroKit2 now (1-3 s) rather than inside the first strip's segmentation."""
+    import neurokit2  # noqa: F401
+
+
 def detect(cleaned: np.ndarray, fs: float, pad_s: float = 0.0) -> np.ndarray:
     """R peaks (sample indices) of a cleaned, positive-going signal; ``pad_s`` of its first value in front."""
     import neurokit2 as nk  # a heavy import, needed only where strips are segmented

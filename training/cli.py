@@ -13,7 +13,14 @@ import torch
 
 from ecgwatch import artifact
 from ecgwatch.artifact import ArtifactError
-from ecgwatch.datasets import NOISE_KINDS, DataFormatError, DataUnavailableError, load_ecg5000, load_mnist
+from ecgwatch.datasets import (
+    NOISE_KINDS,
+    DataFormatError,
+    DataUnavailableError,
+    data_dir,
+    load_ecg5000,
+    load_mnist,
+)
 from ecgwatch.models import resolve_device
 from ecgwatch.models.image import VARIANTS
 from training.ecg_pipeline import train_and_calibrate, write_artifact
@@ -22,6 +29,7 @@ from training.evaluate import evaluate
 from training.image_eval import progress_grid, variant_metrics
 from training.image_report import run_report
 from training.image_trainer import DENOISE_LOSSES, ImageTrainConfig, train_images
+from training.mitbih_eval import strips_report
 from training.sweep import run_sweep
 
 log = logging.getLogger("ecgwatch.train")
@@ -85,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", required=True, type=Path)
     rep.add_argument("--epochs", type=int, default=10)
     rep.add_argument("--max-images", type=int, help="use only the first N train and test images (a quick look)")
+    st = sub.add_parser("strips-report", help="MIT-BIH records as strips through the daemon's path, scored by a model")
+    _add_common(st)
+    st.add_argument("--model", type=Path, default=artifact.REFERENCE_MODEL_DIR, help="default: the shipped model")
+    st.add_argument("--out", required=True, type=Path)
     return parser
 
 
@@ -138,6 +150,10 @@ def _run(args: argparse.Namespace) -> None:
     if args.command == "images-report":
         run_report(args.data, args.out, args.epochs, args.max_images)
         print(f"report: {args.out / 'report.md'}")
+        return
+    if args.command == "strips-report":
+        strips_report(args.model, data_dir("mitbih", args.data), args.out)
+        print(f"report: {args.out / 'strips_report.md'}")
         return
     beats = load_ecg5000(args.data)
     if args.command == "ecg":

@@ -19,8 +19,11 @@ from typing import Any
 import numpy as np
 import paho.mqtt.client as mqtt
 
+from ecgwatch.datasets import data_dir
+from ecgwatch.datasets.mitbih import Record, load_record, records_in
 from ecgwatch.demo.brokers import demo_broker, free_port
 from ecgwatch.demo.simulator import SimulationConfig, held_out_split_seed, load_beats, run
+from ecgwatch.demo.strip_simulator import StripSimulation, run_strips
 from ecgwatch.serve import logs
 from ecgwatch.serve.config import MqttSettings, load_settings
 from ecgwatch.serve.mqtt_session import secure
@@ -38,14 +41,19 @@ class DemoOptions:
     data: str | None = None
     out: Path | None = None
     mqtt: dict[str, Any] | None = None  # credentials and TLS for an external broker (MqttSettings fields)
+    strips: bool = False  # MIT-BIH records as strips (other people's ECG) instead of ECG5000 beats
+    records: tuple[str, ...] = ()  # default: every record in <data>/mitbih
+    artifacts: tuple[tuple[str, float | None], ...] = ()
+    artifact_share: float = 0.2
 
 
 class ScoreListener:
     def __init__(self, settings: MqttSettings) -> None:
         self.events: list[dict[str, Any]] = []
+        self.episodes: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"ecgwatch-demo-view-{free_port()}")
-        self.client.on_connect = lambda c, *_: c.subscribe("ecg/+/score", qos=1)
+        self.client.on_connect = lambda c, *_: c.subscribe([("ecg/+/score", 1), ("ecg/+/episode", 1)])
         self.client.on_message = self._on_message
         secure(self.client, settings)
         self.client.connect(settings.host, settings.port)
@@ -55,7 +63,12 @@ class ScoreListener:
         event = json.loads(message.payload)
         event["arrived"] = time.time()
         with self.lock:
-            self.events.append(event)
+            (self.episodes if message.topic.endswith("/episode") else self.events).append(event)
+
+    def open_episodes(self) -> int:
+        with self.lock:
+            opened = {e["id"] for e in self.episodes if e["type"] == "start"}
+            return len(opened - {e["id"] for e in self.episodes if e["type"] == "end"})
 
     def snapshot(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -117,9 +130,11 @@ def _live_view(listener: ScoreListener, stop: threading.Event, started: float) -
         recent = [e["arrived"] - e["received_at"] for e in events[-200:]]
         p50 = np.percentile(recent, 50) * 1000 if recent else float("nan")
         anomalies = sum(e["anomaly"] for e in events)
+        unreadable = sum(e["quality"] != "ok" for e in events) / max(1, len(events))
         sys.stderr.write(
             f"\r{elapsed:6.1f}s  scored {len(events):6d}  {len(events) / elapsed:7.1f} beats/s  "
-            f"anomalies {anomalies:5d}  latency p50 {p50:6.1f} ms "
+            f"anomalies {anomalies:5d}  unreadable {unreadable:5.1%}  open episodes {listener.open_episodes():3d}  "
+            f"latency p50 {p50:6.1f} ms "
         )
         sys.stderr.flush()
     sys.stderr.write("\n")
@@ -154,27 +169,21 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
             raise RuntimeError("the daemon could not connect to the broker")
         metrics_url = f"http://{settings.metrics.host}:{settings.metrics.port}/metrics"
         print(f"daemon: model {service.scorer.loaded.version}, metrics at {metrics_url}")
-        # Beats the served model never trained on: its own split seed, not the shipped model's.
-        beats = load_beats(options.data, "test", held_out_split_seed(service.scorer.loaded.path))
         listener = ScoreListener(settings.mqtt)
         stop_view = threading.Event()
         view = threading.Thread(target=_live_view, args=(listener, stop_view, time.monotonic()), daemon=True)
         view.start()
         labels = out / "labels.csv"
-        config = SimulationConfig(
-            mqtt=settings.mqtt,
-            devices=options.devices,
-            count=count,
-            rate_hz=options.rate_hz,
-            fast=options.fast,
-        )
-        run(config, beats, labels, progress=False)
-        deadline = time.monotonic() + 30
-        while len(listener.snapshot()) < count and time.monotonic() < deadline:
-            time.sleep(0.1)
+        if options.strips:
+            report = _strip_demo(options, settings.mqtt, listener, labels)
+        else:
+            _beat_demo(options, settings.mqtt, service, labels, count)
+            deadline = time.monotonic() + 30
+            while len(listener.snapshot()) < count and time.monotonic() < deadline:
+                time.sleep(0.1)
+            report = detection_report(listener.snapshot(), labels, count)
         stop_view.set()
         view.join()
-        report = detection_report(listener.snapshot(), labels, count)
         report["metrics_url"] = metrics_url
         listener.close()
         service.request_stop()
@@ -184,7 +193,92 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
     return report
 
 
+def _beat_demo(options: DemoOptions, settings: MqttSettings, service: Service, labels: Path, count: int) -> None:
+    # Beats the served model never trained on: its own split seed, not the shipped model's.
+    beats = load_beats(options.data, "test", held_out_split_seed(service.scorer.loaded.path))
+    config = SimulationConfig(
+        mqtt=settings, devices=options.devices, count=count, rate_hz=options.rate_hz, fast=options.fast
+    )
+    run(config, beats, labels, progress=False)
+
+
+def _strip_demo(options: DemoOptions, settings: MqttSettings, listener: ScoreListener, labels: Path) -> dict[str, Any]:
+    folder = data_dir("mitbih", options.data)
+    records = {name: load_record(folder, name) for name in (options.records or records_in(folder))}
+    simulation = StripSimulation(
+        mqtt=settings,
+        devices=options.devices,
+        seconds=options.seconds,
+        artifacts=options.artifacts,
+        artifact_share=options.artifact_share,
+        fast=options.fast,
+    )
+    run_strips(simulation, list(records.values()), labels, progress=False)
+    settle = time.monotonic() + 30  # strips' beats trail the last strip by its scoring time
+    count = -1
+    while time.monotonic() < settle and count != len(listener.snapshot()):
+        count = len(listener.snapshot())
+        time.sleep(2.0)
+    return strip_report(listener.snapshot(), listener.episodes, labels, records)
+
+
+def strip_report(
+    events: list[dict[str, Any]], episodes: list[dict[str, Any]], labels_file: Path, records: dict[str, Record]
+) -> dict[str, Any]:
+    """Join score events with the cardiologists' annotations: beats found, PVCs caught, false alarms."""
+    with labels_file.open() as handle:
+        strips = {(r["device_id"], int(r["seq"])): r for r in csv.DictReader(handle)}
+    found, pvc_hit, pvc_total, false_alarm, normal = 0, 0, 0, 0, 0
+    annotated = sum(
+        int(
+            np.sum(
+                (records[r["record"]].beats >= int(r["start"]))
+                & (records[r["record"]].beats < int(r["start"]) + int(r["length"]))
+            )
+        )
+        for r in strips.values()
+    )
+    for event in events:
+        strip = strips.get((event["device_id"], event["strip_seq"]))
+        if strip is None:
+            continue
+        record = records[strip["record"]]
+        position = int(strip["start"]) + event["sample"]
+        nearest = int(np.argmin(np.abs(record.beats - position)))
+        if abs(record.beats[nearest] - position) > 0.15 * record.fs:
+            continue
+        found += 1
+        if record.pvc[nearest]:
+            pvc_total += 1
+            pvc_hit += event["anomaly"]
+        elif event["quality"] == "ok":
+            normal += 1
+            false_alarm += event["anomaly"]
+    return {
+        "beats_scored": len(events),
+        "beats_annotated": annotated,
+        "beats_matched": found,
+        "unreadable_share": sum(e["quality"] != "ok" for e in events) / max(1, len(events)),
+        "pvc_recall": pvc_hit / pvc_total if pvc_total else float("nan"),
+        "pvc_beats": pvc_total,
+        "false_alarm_rate": false_alarm / normal if normal else float("nan"),
+        "episodes_started": sorted(e["kind"] for e in episodes if e["type"] == "start"),
+        "model": sorted({e["model"] for e in events}),
+    }
+
+
 def _print_report(report: dict[str, Any], out: Path) -> None:
+    if "confusion_matrix" not in report:  # strips
+        print(
+            f"\nbeats scored {report['beats_scored']}, matched to {report['beats_matched']} of "
+            f"{report['beats_annotated']} annotated; unreadable {report['unreadable_share']:.1%}"
+        )
+        print(
+            f"PVC recall {report['pvc_recall']:.3f} ({report['pvc_beats']} PVCs), false-alarm rate on readable "
+            f"non-PVC beats {report['false_alarm_rate']:.3f}; episodes started: {report['episodes_started']}"
+        )
+        print(f"metrics were at {report['metrics_url']}; report: {out / 'demo_report.json'}")
+        return
     cm = report["confusion_matrix"]
     print(f"\nscores received {report['scores_received']} of {report['beats_sent']} beats sent")
     print(f"AUROC {report['auroc']:.4f}   recall {report['recall']:.3f}   ", end="")

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from ecgwatch.episodes import DeviceEpisodes
-from ecgwatch.segmentation import Strip, StripResult, Track, push
+from ecgwatch.segmentation import Strip, StripResult, Track, push, warm_up
 from ecgwatch.serve.messages import StripBeat
 from ecgwatch.serve.metrics import Metrics
 from ecgwatch.serve.mqtt_session import Delivery, InputHandle
@@ -93,6 +93,7 @@ class Streams:
     """Every device's stream as the segmenting thread sees it; committed state comes from ``store``."""
 
     def __init__(self, store: DeviceStore, seq_len: int, metrics: Metrics) -> None:
+        warm_up()  # at start-up, not in the first strip: it would count as seconds of segmentation
         self.store = store
         self.seq_len = seq_len
         self.metrics = metrics

@@ -46,3 +46,15 @@ def test_demo_scores_every_beat_and_reports(
     # Held out from the served model's own split (seed 3), not the shipped model's (seed 0).
     assert all(make_split(ecg_beats, 3).test.y[row] == label for row, label in sent)
     assert any(make_split(ecg_beats, 0).test.y[row] != label for row, label in sent)
+
+
+def test_demo_with_strips_reports_against_the_annotations(tmp_path: Path, monkeypatch, data_root) -> None:
+    monkeypatch.setenv("ECGWATCH_MODEL__PATH", str(make_model(tmp_path / "model", "demo-strips", threshold=1e9)))
+    options = DemoOptions(
+        devices=2, seconds=40, fast=True, data=str(data_root), out=tmp_path / "out", strips=True, records=("100",)
+    )
+    report = run_demo(options)
+    assert report["beats_matched"] >= 0.95 * report["beats_annotated"] > 60
+    assert report["false_alarm_rate"] == 0.0  # threshold 1e9: nothing is anomalous
+    assert report["model"] == ["demo-strips"]
+    assert (tmp_path / "out" / "demo_report.json").is_file()
