@@ -45,8 +45,8 @@ def malformed_payloads(rng: random.Random, beat: list[float]) -> list[Callable[[
         lambda: on(bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 300)))),
         lambda: on(json.dumps({"seq": 1, "samples": [1.0] * rng.choice([0, 1, 10, 1001, 5000])}).encode()),
         lambda: on(b'{"seq": 1, "samples": [NaN' + b", 1.0" * 139 + b"]}"),
-        lambda: on(valid, "d" * rng.randint(257, 65400)),
-        lambda: on(valid, rng.choice(["a+b", "a#b", "tab\tid", "new\nline", "\u0007bell"])),
+        lambda: on(valid, "d" * rng.randint(257, 65400)),  # wildcards and control characters in a topic the
+        lambda: on(valid, "é" * rng.randint(129, 2000)),  # broker itself refuses, so they cannot reach us here
         lambda: on(b" " * rng.randint(70_000, 200_000)),
     ]
 

@@ -22,7 +22,7 @@ from benchmarks.serve_throughput import PUBLISHERS, blast, scrape_all, serving_d
 from ecgwatch.datasets import data_dir
 from ecgwatch.datasets.mitbih import load_record
 from ecgwatch.demo.brokers import mosquitto
-from ecgwatch.segmentation import Strip, push
+from ecgwatch.segmentation import Strip, Window, push
 
 RECORDS = ("100", "106", "114", "121")  # one per watch
 STRIP_S = 10.0
@@ -39,7 +39,7 @@ def workload(seconds: float) -> tuple[list[bytes], list[bytes]]:
         track, strips = None, []
         for seq, start in enumerate(range(0, round(seconds * record.fs), size)):
             samples = record.signal[start : start + size].round(3)  # exactly what is sent
-            result = push(track, Strip(seq, 1.8e9 + start / record.fs, record.fs, samples), 140)
+            result = push(track, Strip(seq, 1.8e9 + start / record.fs, record.fs, samples), Window())
             track = result.track
             body = {"seq": seq, "ts": 1.8e9 + start / record.fs, "fs": record.fs, "samples": samples.tolist()}
             strips.append(json.dumps(body).encode())

@@ -27,10 +27,12 @@ import ecgwatch
 from ecgwatch.artifact_schema import FORMAT, FORMAT_VERSION, problems
 from ecgwatch.models.image import IMAGE_ARCHITECTURE, ImageAEConfig, build_image_model
 from ecgwatch.models.recurrent import ARCHITECTURE, RecurrentAEConfig, RecurrentAutoencoder
+from ecgwatch.segmentation import Window
 
 WEIGHTS_FILE = "model.safetensors"
 METADATA_FILE = "model.json"
-REFERENCE_MODEL_DIR = Path(__file__).parent / "reference_model"
+REFERENCE_MODEL_DIR = Path(__file__).parent / "reference_model"  # ECG5000: pre-cut beats of one person
+POPULATION_MODEL_DIR = Path(__file__).parent / "population_model"  # many people's strips, judged per device
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,19 @@ class LoadedModel:
     @property
     def seq_len(self) -> int:
         return int(self.metadata["input"]["seq_len"])
+
+    @property
+    def window(self) -> Window:
+        """How strips are cut for this model: R-R windows (ECG5000's) unless the artifact says fixed."""
+        section = self.metadata["input"]
+        if section.get("window", "rr") != "fixed":
+            return Window(seq_len=self.seq_len)
+        return Window("fixed", self.seq_len, section["before_s"], section["after_s"], section["align_samples"])
+
+    @property
+    def adapted(self) -> bool:
+        """Scored against each device's own enrolment (ecgwatch.adaptation) rather than one fixed rule."""
+        return str(self.metadata["score"].get("kind")) == "device-adapted"
 
 
 def library_versions() -> dict[str, str]:

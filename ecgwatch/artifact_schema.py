@@ -28,6 +28,10 @@ class Weights(_Section):
 class Input(_Section):
     seq_len: int = Field(ge=2, le=100_000)
     zscore_ddof: Literal[0, 1]
+    window: Literal["rr", "fixed"] = "rr"
+    before_s: FiniteFloat = Field(0.25, gt=0, le=2)
+    after_s: FiniteFloat = Field(0.45, gt=0, le=2)
+    align_samples: int = Field(0, ge=0, le=50)
 
 
 class Threshold(_Section):

@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--timeout", type=float, default=120.0, help="how long to wait for a strip, seconds")
     _add_mqtt_security_flags(inspect)
     info = sub.add_parser("info", help="print a model artifact's version, threshold and test metrics")
-    info.add_argument("--model", type=Path, default=artifact.REFERENCE_MODEL_DIR)
+    info.add_argument("--model", type=Path, default=artifact.POPULATION_MODEL_DIR)
     score = sub.add_parser("score", help="score every beat of an ECG5000-format file (.arff/.txt/.tsv/.ts) as CSV")
     score.add_argument("file", type=Path)
     score.add_argument("--model", type=Path, default=artifact.REFERENCE_MODEL_DIR)

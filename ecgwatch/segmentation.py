@@ -53,6 +53,26 @@ QUALITY_REASONS = ("ok", "noisy", "unreadable", "saturated", "leads_off", "incom
 
 
 @dataclass(frozen=True)
+class Window:
+    """How a beat is cut for a model (its artifact's ``input`` section says which).
+
+    ``rr``: the R-R window, as ECG5000's beats were cut (see :func:`cut_beats`). ``fixed``: a fixed span
+    around the R peak (``before_s`` .. ``after_s``), resampled to ``seq_len``, plus ``margin`` samples of the
+    same spacing each side, so a device's beats can be re-aligned to its own template.
+    """
+
+    kind: str = "rr"
+    seq_len: int = 140
+    before_s: float = 0.25
+    after_s: float = 0.45
+    margin: int = 0
+
+    @property
+    def length(self) -> int:
+        return self.seq_len + 2 * self.margin if self.kind == "fixed" else self.seq_len
+
+
+@dataclass(frozen=True)
 class Strip:
     seq: int
     ts: float  # epoch seconds of the first sample
@@ -109,9 +129,10 @@ class FoundBeat:
     strip_seq: int
     sample: int
     t: float
-    rr_s: float | None
+    rr_s: float | None  # the interval before this beat
     window: np.ndarray | None
     quality: str
+    rr_next_s: float | None = None  # the interval after it (known: a beat is complete once its next R is)
 
 
 @dataclass(frozen=True)
@@ -183,6 +204,17 @@ def cut_beats(signal: np.ndarray, peaks: np.ndarray, seq_len: int) -> np.ndarray
     rr = np.diff(peaks)
     start = peaks[:-1] - LEAD_FRACTION * rr
     positions = start[:, None] + np.linspace(0.0, 1.0, seq_len)[None, :] * rr[:, None]
+    return np.interp(positions.ravel(), np.arange(len(signal)), signal).reshape(positions.shape)
+
+
+def cut_fixed(signal: np.ndarray, peaks: np.ndarray, fs: float, window: Window) -> np.ndarray:
+    """Fixed spans around each peak, resampled: ``(len(peaks), window.length)``; the dominant QRS
+    deflection negative, as for :func:`cut_beats`, not normalised (a device's amplitude scale does that)."""
+    peaks = np.asarray(peaks, dtype=np.float64)
+    grid = np.linspace(-window.before_s * fs, window.after_s * fs, window.seq_len)
+    step = grid[1] - grid[0]
+    grid = grid[0] + step * np.arange(-window.margin, window.seq_len + window.margin)
+    positions = peaks[:, None] + grid[None, :]
     return np.interp(positions.ravel(), np.arange(len(signal)), signal).reshape(positions.shape)
 
 
@@ -266,7 +298,7 @@ def continues(track: Track | None, strip: Strip) -> bool:
     return abs(strip.ts - track.next_ts) <= max(MAX_TS_JUMP_S, 2.0 / strip.fs)
 
 
-def push(track: Track | None, strip: Strip, seq_len: int) -> StripResult:
+def push(track: Track | None, strip: Strip, window: Window) -> StripResult:
     """Process the next strip of a device; returns its new track and every beat this strip completed.
 
     A strip that does not continue the track (first strip, missing or late seq, a ts jump, another rate)
@@ -275,7 +307,7 @@ def push(track: Track | None, strip: Strip, seq_len: int) -> StripResult:
     strip, processed from the track it was first processed from, yields exactly the same events).
     """
     contiguous = continues(track, strip)
-    closing = [] if contiguous or track is None else _close(track, seq_len)
+    closing = [] if contiguous or track is None else _close(track, window)
     if contiguous:
         assert track is not None
         context = track.tail
@@ -313,7 +345,7 @@ def push(track: Track | None, strip: Strip, seq_len: int) -> StripResult:
     )
     beat_quality_by_peak = dict(zip((found + offset).tolist(), beat_quality(indices), strict=True))
     peaks = [_origin(track, new, int(p), contiguous) for p in accepted]
-    beats = _complete(new, peaks, -polarity * cleaned, offset, seq_len, beat_quality_by_peak, verdict)
+    beats = _complete(new, peaks, -polarity * cleaned, offset, window, beat_quality_by_peak, verdict)
     return StripResult(new, closing + beats, verdict, contiguous)
 
 
@@ -358,7 +390,7 @@ def _complete(
     peaks: list[Peak],
     signal: np.ndarray,
     offset: int,
-    seq_len: int,
+    window: Window,
     quality: dict[int, str],
     verdict: str,
 ) -> list[FoundBeat]:
@@ -370,27 +402,35 @@ def _complete(
             chain.append(peak)
     beats = []
     if len(chain) >= 2:
-        windows = cut_beats(signal, np.array([p.index - offset for p in chain]), seq_len)
+        positions = np.array([p.index - offset for p in chain])
+        if window.kind == "fixed":
+            windows = cut_fixed(signal, positions[:-1], track.fs, window)
+        else:
+            windows = cut_beats(signal, positions, window.seq_len)
         for i, peak in enumerate(chain[:-1]):
             rr = track.last_rr_s if i == 0 else (peak.index - chain[i - 1].index) / track.fs
+            rr_next = (chain[i + 1].index - peak.index) / track.fs
             own = quality.get(peak.index, "ok")
-            beats.append(_beat(track, peak, rr, windows[i], verdict if verdict != "ok" else own))
+            beats.append(_beat(track, peak, rr, windows[i], verdict if verdict != "ok" else own, rr_next))
         track.last_rr_s = (chain[-1].index - chain[-2].index) / track.fs
     track.last_peak = chain[-1] if chain else None
     return beats
 
 
-def _beat(track: Track, peak: Peak, rr: float | None, window: np.ndarray | None, quality: str) -> FoundBeat:
-    return FoundBeat(peak.strip_seq, peak.sample, track.run_ts + peak.index / track.fs, rr, window, quality)
+def _beat(
+    track: Track, peak: Peak, rr: float | None, window: np.ndarray | None, quality: str, rr_next: float | None = None
+) -> FoundBeat:
+    t = track.run_ts + peak.index / track.fs
+    return FoundBeat(peak.strip_seq, peak.sample, t, rr, window, quality, rr_next)
 
 
-def _close(track: Track, seq_len: int) -> list[FoundBeat]:
+def _close(track: Track, window: Window) -> list[FoundBeat]:
     """End a run: confirm its deferred peaks from the tail, and let its last beat out as "incomplete"."""
     cleaned = clean(track.tail, track.fs) if len(track.tail) >= 16 else track.tail
     offset = track.end - len(track.tail)
     peaks = [Peak(p, track.strip_seq, p - track.strip_start) for p in track.deferred]
     closing = replace(track, deferred=[])
-    beats = _complete(closing, peaks, -track.polarity * cleaned, offset, seq_len, {}, "ok")
+    beats = _complete(closing, peaks, -track.polarity * cleaned, offset, window, {}, "ok")
     if closing.last_peak is not None:
         beats.append(_beat(closing, closing.last_peak, closing.last_rr_s, None, "incomplete"))
     return beats

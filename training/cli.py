@@ -21,8 +21,10 @@ from ecgwatch.datasets import (
     load_ecg5000,
     load_mnist,
 )
+from ecgwatch.datasets.mitbih import load_record, records_in
 from ecgwatch.models import resolve_device
 from ecgwatch.models.image import VARIANTS
+from training import crossperson, population
 from training.ecg_pipeline import train_and_calibrate, write_artifact
 from training.ecg_trainer import TrainConfig
 from training.evaluate import evaluate
@@ -30,6 +32,7 @@ from training.image_eval import progress_grid, variant_metrics
 from training.image_report import run_report
 from training.image_trainer import DENOISE_LOSSES, ImageTrainConfig, train_images
 from training.mitbih_eval import strips_report
+from training.population import ENROLMENT_S, PopulationConfig
 from training.sweep import run_sweep
 
 log = logging.getLogger("ecgwatch.train")
@@ -93,6 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", required=True, type=Path)
     rep.add_argument("--epochs", type=int, default=10)
     rep.add_argument("--max-images", type=int, help="use only the first N train and test images (a quick look)")
+    cp = sub.add_parser("crossperson", help="leave-one-person-out study on MIT-BIH records; markdown, JSON and PNG")
+    _add_common(cp)
+    cp.add_argument("--out", required=True, type=Path)
+    cp.add_argument("--epochs", type=int, default=PopulationConfig.epochs, help="population model epochs per fold")
+    cp.add_argument("--beats-per-epoch", type=int, default=PopulationConfig.beats_per_epoch)
+    cp.add_argument("--enrolment-s", type=float, default=ENROLMENT_S, help="each person's unlabelled enrolment")
+    cp.add_argument("--ecg5000-model", type=Path, default=artifact.REFERENCE_MODEL_DIR, help="the one-person model")
+    po = sub.add_parser("population", help="train the population model on every MIT-BIH record; write the artifact")
+    _add_common(po)
+    po.add_argument("--out", required=True, type=Path)
+    po.add_argument("--epochs", type=int, default=PopulationConfig.epochs)
+    po.add_argument("--beats-per-epoch", type=int, default=PopulationConfig.beats_per_epoch)
     st = sub.add_parser("strips-report", help="MIT-BIH records as strips through the daemon's path, scored by a model")
     _add_common(st)
     st.add_argument("--model", type=Path, default=artifact.REFERENCE_MODEL_DIR, help="default: the shipped model")
@@ -150,6 +165,18 @@ def _run(args: argparse.Namespace) -> None:
     if args.command == "images-report":
         run_report(args.data, args.out, args.epochs, args.max_images)
         print(f"report: {args.out / 'report.md'}")
+        return
+    if args.command in ("crossperson", "population"):
+        config = PopulationConfig(epochs=args.epochs, beats_per_epoch=args.beats_per_epoch)
+        folder = data_dir("mitbih", args.data)
+        if args.command == "crossperson":
+            crossperson.run(folder, args.out, config, args.ecg5000_model, args.enrolment_s)
+            print(f"report: {args.out / 'crossperson.md'}")
+        else:
+            names = records_in(folder)
+            model, history = population.train(population.people([load_record(folder, n) for n in names]), config)
+            population.save(model, population.metadata(config, history, names, {}), args.out)
+            print(f"wrote {args.out}")
         return
     if args.command == "strips-report":
         strips_report(args.model, data_dir("mitbih", args.data), args.out)

@@ -20,7 +20,7 @@ from ecgwatch import artifact
 from ecgwatch.datasets.mitbih import Record, load_record, records_in
 from ecgwatch.episodes import DeviceEpisodes, Rules, observe_beat, observe_unreadable
 from ecgwatch.scorer import Scorer
-from ecgwatch.segmentation import FoundBeat, Strip, push
+from ecgwatch.segmentation import FoundBeat, Strip, Window, push
 
 STRIP_S = 10.0
 TOLERANCE_S = 0.150
@@ -45,14 +45,14 @@ class StreamedRecord:
         return np.array([b.quality == "ok" for b in self.beats], dtype=bool)
 
 
-def stream_record(record: Record, seq_len: int = 140, strip_s: float = STRIP_S) -> StreamedRecord:
+def stream_record(record: Record, window: Window | None = None, strip_s: float = STRIP_S) -> StreamedRecord:
     track = None
     beats: list[FoundBeat] = []
     strips: list[tuple[float, float, str]] = []
     size = round(strip_s * record.fs)
     for seq, start in enumerate(range(0, len(record.signal), size)):
         samples = record.signal[start : start + size]
-        result = push(track, Strip(seq, start / record.fs, record.fs, samples), seq_len)
+        result = push(track, Strip(seq, start / record.fs, record.fs, samples), window or Window())
         track, beats = result.track, beats + result.beats
         strips.append((start / record.fs, len(samples) / record.fs, result.quality))
     return StreamedRecord(record, beats, match(record, beats), strips)
@@ -105,7 +105,7 @@ def strips_report(model_dir: Path, data: Path, out: Path, rules: Rules | None = 
     scorer = Scorer(loaded, torch.device("cpu"))
     rows = []
     for name in records_in(data):
-        streamed = stream_record(load_record(data, name), loaded.seq_len)
+        streamed = stream_record(load_record(data, name), Window(seq_len=loaded.seq_len))
         score = scores(scorer, streamed)
         anomalous = score > loaded.threshold
         rows.append(_row(streamed, anomalous, rules))

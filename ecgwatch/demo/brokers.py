@@ -64,6 +64,7 @@ class Mosquitto:
         listener: str = "allow_anonymous true\n",
         persistence: bool = False,
         binary: str | None = None,
+        max_queued: int = 100000,
     ) -> None:
         found = binary or mosquitto_binary()
         if found is None:
@@ -76,7 +77,7 @@ class Mosquitto:
         self.config.write_text(
             f"listener {self.port} 127.0.0.1\n{listener}persistence {str(persistence).lower()}\n"
             f"user {getpass.getuser()}\npersistence_location {directory}/\n"
-            f"max_queued_messages 100000\nmax_inflight_messages 0\nlog_dest file {directory}/mosquitto.log\n"
+            f"max_queued_messages {max_queued}\nmax_inflight_messages 0\nlog_dest file {directory}/mosquitto.log\n"
         )
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -101,9 +102,10 @@ class Mosquitto:
 
 
 @contextlib.contextmanager
-def mosquitto(binary: str | None = None) -> Iterator[BrokerAddress]:
+def mosquitto(binary: str | None = None, max_queued: int = 100000) -> Iterator[BrokerAddress]:
+    """A private Mosquitto for the life of the block; ``max_queued`` per client (0: no limit)."""
     with tempfile.TemporaryDirectory(prefix="ecgwatch-broker-") as tmp:
-        broker = Mosquitto(Path(tmp), binary=binary).start()
+        broker = Mosquitto(Path(tmp), binary=binary, max_queued=max_queued).start()
         try:
             yield broker.address
         finally:

@@ -228,7 +228,7 @@ def strip_report(
     """Join score events with the cardiologists' annotations: beats found, PVCs caught, false alarms."""
     with labels_file.open() as handle:
         strips = {(r["device_id"], int(r["seq"])): r for r in csv.DictReader(handle)}
-    found, pvc_hit, pvc_total, false_alarm, normal = 0, 0, 0, 0, 0
+    found, pvc_hit, pvc_total, false_alarm, normal, enrolling = 0, 0, 0, 0, 0, 0
     annotated = sum(
         int(
             np.sum(
@@ -248,6 +248,9 @@ def strip_report(
         if abs(record.beats[nearest] - position) > 0.15 * record.fs:
             continue
         found += 1
+        if event.get("enrolling"):  # the device's first minutes: not judged yet
+            enrolling += 1
+            continue
         if record.pvc[nearest]:
             pvc_total += 1
             pvc_hit += event["anomaly"]
@@ -258,6 +261,7 @@ def strip_report(
         "beats_scored": len(events),
         "beats_annotated": annotated,
         "beats_matched": found,
+        "beats_enrolling": enrolling,
         "unreadable_share": sum(e["quality"] != "ok" for e in events) / max(1, len(events)),
         "pvc_recall": pvc_hit / pvc_total if pvc_total else float("nan"),
         "pvc_beats": pvc_total,

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
-from ecgwatch.artifact import REFERENCE_MODEL_DIR
+from ecgwatch.artifact import POPULATION_MODEL_DIR
 
 CONFIG_ENV = "ECGWATCH_CONFIG"
 log = logging.getLogger(__name__)
@@ -118,10 +118,21 @@ class MqttSettings(Section):
 
 
 class ModelSettings(Section):
-    path: Path = Field(REFERENCE_MODEL_DIR, description="model artifact directory (model.json + model.safetensors)")
+    path: Path = Field(
+        POPULATION_MODEL_DIR, description="model artifact directory (model.json + model.safetensors); default: shipped"
+    )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto takes CUDA when present")
     precision: Literal["fp32", "bf16"] = Field(
         "fp32", description="bf16 autocast: faster on CPUs with AVX-512 (docs/benchmarks.md)"
+    )
+    beat_path: Path | None = Field(
+        None, description="model for pre-cut beats when `path` is judged per device (default: the ECG5000 model)"
+    )
+    enrolment_s: float | None = Field(
+        None,
+        gt=0,
+        le=3600,
+        description="readable signal a device enrols on before its beats are judged (default: the model's, 120 s)",
     )
     watch: bool = Field(True, description="reload when model.json changes on disk (as well as on SIGHUP)")
     watch_interval_s: float = Field(5.0, gt=0, description="how often to check the model files for changes")

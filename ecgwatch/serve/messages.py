@@ -271,10 +271,13 @@ def score_event(
     model_version: str,
     peak: tuple[int, int] | None,
     timing: dict[str, float],
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One score message. ``score`` is None for a beat that was not scored (its ``quality`` says why): such a
-    beat is never an anomaly. ``peak`` is the sample range, in the model's frame, the score comes from."""
+    """One score message. ``score`` is None for a beat that was not scored (its ``quality`` says why, or
+    ``extra`` says the device is enrolling): such a beat is never an anomaly. ``peak`` is the sample range, in
+    the model's frame, the score comes from; ``extra`` adds what the score is made of."""
     event: dict[str, Any] = {"id": beat.id, "device_id": beat.device_id, **beat.fields(), "quality": beat.quality}
+    event |= extra or {}
     if score is None or peak is None or beat.samples is None:
         event |= {"score": None, "threshold": round(float(threshold), 6), "anomaly": False, "model": model_version}
         return event | {k: round(float(v), 6) for k, v in timing.items()}

@@ -87,6 +87,11 @@ class Metrics:
         self.strips_unreadable = Counter(
             "ecgwatch_strips_unreadable", "Strips whose signal could not be trusted, by reason", ["reason"], registry=r
         )
+        self.devices_enrolled = Counter(
+            "ecgwatch_devices_enrolled",
+            "Devices that finished enrolling (their beats are judged from then on)",
+            registry=r,
+        )
         self.beats_detected = Counter("ecgwatch_beats_detected", "Beats found in strips", registry=r)
         self.beats_unreadable = Counter(
             "ecgwatch_beats_unreadable", "Beats not scored because of their signal, by reason", ["reason"], registry=r

@@ -23,9 +23,13 @@ import orjson
 import paho.mqtt.client as mqtt
 import torch
 
-from ecgwatch.episodes import DeviceEpisodes, Event, Rules, observe_beat, observe_unreadable
+from ecgwatch import adaptation
+from ecgwatch.adaptation import DeviceModel
+from ecgwatch.adaptation import Rules as ScoreRules
+from ecgwatch.episodes import Event, Rules, observe_beat, observe_unreadable
 from ecgwatch.scorer import Reconstruction, Scorer
 from ecgwatch.serve.config import Settings
+from ecgwatch.serve.devices import DeviceState
 from ecgwatch.serve.messages import (
     Beat,
     BeatLimits,
@@ -68,12 +72,21 @@ Item = Pending | StripEnd
 
 
 @dataclass(frozen=True)
+class Part:
+    """The beats of a batch that one model reconstructed, prepared one way."""
+
+    scorer: Scorer  # the one that reconstructed them: its rule (or the device's) finishes the scores
+    reconstruction: Reconstruction
+    devices: list[DeviceModel] | None  # adapted: each beat's device as it was prepared with; None: plain
+
+
+@dataclass(frozen=True)
 class ScoredBatch:
-    """A micro-batch the model has reconstructed, on its way to the publishing thread, which scores it."""
+    """A micro-batch the models have reconstructed, on its way to the publishing thread, which scores it."""
 
     items: list[Item]
-    part: Reconstruction | None  # of the scorable beats, in order; None when there were none
-    scorer: Scorer  # the one that reconstructed it: its rule finishes the scores
+    parts: list[Part]
+    rows: dict[int, tuple[int, int]]  # item index -> (part, row) for the beats that went through a model
     started: float  # time.monotonic() when inference began
     inference: float  # seconds
 
@@ -100,19 +113,23 @@ class Pipeline:
         settings: Settings,
         metrics: Metrics,
         current_scorer: Callable[[], Scorer],
+        current_beat_scorer: Callable[[], Scorer],
         limits: BeatLimits,
         streams: Streams,
         stopping: threading.Event,
         heartbeat: Callable[[], None],
+        enrolment_s: float,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.current_scorer = current_scorer  # the service's, swapped by a reload between batches
+        self.current_beat_scorer = current_beat_scorer  # for pre-cut beats (the same one unless strips are adapted)
         self.limits = limits
         self.strip_limits = _strip_limits(settings, limits)
         self.streams = streams
         self.stopping = stopping
         self.heartbeat = heartbeat  # the systemd watchdog: proof that the scoring loop turns
+        self.enrolment_s = enrolment_s  # of readable signal before a device's beats are judged (adapted models)
         self.rules = Rules(**settings.episodes.model_dump(exclude={"enabled"}))
         self.queue: queue.Queue[Item] = queue.Queue(maxsize=settings.batch.queue_size)
         self.strips: queue.Queue[StripJob] = queue.Queue(maxsize=STRIP_BACKLOG)
@@ -120,7 +137,7 @@ class Pipeline:
         self.segmented = threading.Event()
         self.drained = threading.Event()
         self.session: MqttSession | None = None
-        self.episodes: dict[str, DeviceEpisodes] = {}  # the publishing thread's own
+        self.devices: dict[str, DeviceState] = {}  # the publishing thread's own; the scoring thread reads models
         metrics.queue_capacity.set(settings.batch.queue_size)
         metrics.queue_depth.set_function(self.queue.qsize)  # read at scrape time, not set per beat
 
@@ -191,7 +208,7 @@ class Pipeline:
             return
         if result.quality != "ok":
             self.metrics.strips_unreadable.labels(reason=result.quality).inc()
-        beats = strip_beats(job.device, result, self.current_scorer().loaded.seq_len, outcome == "late")
+        beats = strip_beats(job.device, result, outcome == "late")
         self.metrics.beats_detected.inc(len(beats))
         for beat in beats:
             if beat.quality != "ok":
@@ -224,16 +241,50 @@ class Pipeline:
         self.scored.put(None)  # everything before it gets published, then the publisher reports drained
 
     def _score_batch(self, items: list[Item]) -> ScoredBatch:
-        scorer = self.current_scorer()  # one model per batch, even if a reload swaps it meanwhile
+        main, for_beats = self.current_scorer(), self.current_beat_scorer()  # one model each per batch
+        adapted = main.loaded.adapted
         started = time.monotonic()
-        beats = [item.beat.samples for item in items if isinstance(item, Pending) and item.scorable]
-        part = scorer.reconstruct(scorer.prepare(np.stack(beats))) if beats else None  # type: ignore[arg-type]
+        groups: dict[int, tuple[Scorer, list[int], list[np.ndarray], list[DeviceModel] | None]] = {}
+        for idx, item in enumerate(items):
+            if not isinstance(item, Pending) or not item.scorable:
+                continue
+            if adapted and isinstance(item.beat, StripBeat):
+                device = self._fitted(item.beat.device_id, main)
+                if device is None:  # enrolling: the publishing thread keeps its beats, nothing to score
+                    continue
+                assert item.beat.samples is not None  # scorable
+                group = groups.setdefault(-1, (main, [], [], []))
+                group[2].append(adaptation.prepare(device, item.beat.samples[None], main.loaded.window.margin)[0])
+                group[3].append(device)  # type: ignore[union-attr]
+            else:
+                scorer = for_beats if isinstance(item.beat, Beat) else main
+                group = groups.setdefault(id(scorer), (scorer, [], [], None))
+                assert item.beat.samples is not None  # scorable
+                group[2].append(item.beat.samples)
+            group[1].append(idx)
+        parts: list[Part] = []
+        rows: dict[int, tuple[int, int]] = {}
+        beats = 0
+        for scorer, indices, samples, devices in groups.values():
+            x = np.stack(samples) if devices is not None else scorer.prepare(np.stack(samples))
+            parts.append(Part(scorer, scorer.reconstruct(x), devices))
+            rows |= {idx: (len(parts) - 1, k) for k, idx in enumerate(indices)}
+            beats += len(indices)
         inference = time.monotonic() - started
         if beats:
             self.metrics.inference_seconds.observe(inference)
-            self.metrics.batch_size.observe(len(beats))
-            self.metrics.beats_scored.inc(len(beats))
-        return ScoredBatch(items, part, scorer, started, inference)
+            self.metrics.batch_size.observe(beats)
+            self.metrics.beats_scored.inc(beats)
+        return ScoredBatch(items, parts, rows, started, inference)
+
+    def _fitted(self, device: str, scorer: Scorer) -> DeviceModel | None:
+        """The device's fitted model, if it was fitted for this scorer's model (read across threads: the
+        publishing thread replaces it whole)."""
+        state = self.devices.get(device)
+        adapter = None if state is None else state.adapter
+        if adapter is None or adapter.model_version != scorer.loaded.version:
+            return None
+        return adapter.device
 
     # --- publishing thread ------------------------------------------------------------------------
     def publish_until_drained(self) -> None:
@@ -242,22 +293,103 @@ class Pipeline:
         self.drained.set()
 
     def _publish_batch(self, scored: ScoredBatch) -> None:
-        result = scored.scorer.finish(scored.part) if scored.part is not None else None
-        threshold, version = scored.scorer.loaded.threshold, scored.scorer.loaded.version
-        k = 0
-        for item in scored.items:
+        finished = [
+            None if part.devices is not None else part.scorer.finish(part.reconstruction) for part in scored.parts
+        ]
+        for idx, item in enumerate(scored.items):
             if isinstance(item, StripEnd):
                 self._end_strip(item)
                 continue
             timing = {"queued_s": scored.started - item.received, "received_at": item.received_wall}
-            if item.scorable and result is not None:
-                peak = (result.peak_start[k], result.peak_end[k])
+            rhythm = self._rhythm(item)
+            if idx in scored.rows:
                 timing["inference_s"] = scored.inference
-                event = score_event(item.beat, float(result.scores[k]), threshold, version, peak, timing)
-                k += 1
+                p, k = scored.rows[idx]
+                part, result = scored.parts[p], finished[p]
+                if result is None:
+                    event = self._adapted_event(item, part, k, rhythm, timing)
+                else:
+                    peak = (result.peak_start[k], result.peak_end[k])
+                    loaded = part.scorer.loaded
+                    event = score_event(
+                        item.beat, float(result.scores[k]), loaded.threshold, loaded.version, peak, timing
+                    )
             else:
-                event = score_event(item.beat, None, threshold, version, None, timing)
+                event = self._unscored_event(item, timing)
             self._publish_event(item, event)
+
+    def _rhythm(self, item: Pending) -> tuple[float, float] | None:
+        """A readable strip beat's prematurity and pause, for an adapted model (its history grows in order)."""
+        main = self.current_scorer()
+        if not main.loaded.adapted or not isinstance(item.beat, StripBeat) or item.beat.late:
+            return None
+        if not isinstance(item.output, StripTicket) or item.output.detached or item.beat.quality != "ok":
+            return None
+        adapter = self._device_state(item.beat.device_id, item.output).adapter_for(main.loaded.version)
+        return adapter.rhythm.terms(item.beat.found.rr_s, item.beat.found.rr_next_s)
+
+    def _adapted_event(
+        self, item: Pending, part: Part, k: int, rhythm: tuple[float, float] | None, timing: dict[str, float]
+    ) -> dict[str, object]:
+        """Score one beat against its device (see ecgwatch.adaptation): the event says which term fired."""
+        assert part.devices is not None
+        loaded, rec = part.scorer.loaded, part.reconstruction
+        device, rules = part.devices[k], ScoreRules.from_metadata(loaded.metadata["score"].get("rules", {}))
+        premature, pause = rhythm or (0.0, 0.0)
+        row = slice(k, k + 1)
+        terms = adaptation.terms(
+            device,
+            rec.x[row],
+            rec.reconstruction[row],
+            rec.embedding[row],
+            (np.array([premature]), np.array([pause])),
+            rules.window,
+        )
+        score, from_rhythm, from_model = (float(v[0]) for v in terms.score(rules))
+        where = int(terms.where[0])
+        window = loaded.window
+        step = (window.before_s + window.after_s) / (window.seq_len - 1)
+        morphology, embedding = float(terms.morphology[0]), float(terms.embedding[0])
+        fired = "rhythm" if from_rhythm >= from_model else ("morphology" if morphology >= embedding else "embedding")
+        extra = {
+            "terms": {
+                "rhythm": round(from_rhythm, 3),
+                "model": round(from_model, 3),
+                "premature": round(premature, 3),
+                "pause": round(pause, 3),
+                "morphology": round(morphology, 3),
+                "embedding": round(embedding, 3),
+            },
+            "fired": fired,
+            "peak_error_s": [
+                round(-window.before_s + where * step, 3),
+                round(-window.before_s + (where + rules.window) * step, 3),
+            ],
+        }
+        return score_event(
+            item.beat, score, loaded.threshold, loaded.version, (where, where + rules.window), timing, extra
+        )
+
+    def _unscored_event(self, item: Pending, timing: dict[str, float]) -> dict[str, object]:
+        """A beat no model scored: unreadable, or its device is enrolling (then it joins the enrolment)."""
+        main = self.current_scorer()
+        loaded = main.loaded
+        beat = item.beat
+        enrolling = loaded.adapted and isinstance(beat, StripBeat) and item.scorable
+        if enrolling and isinstance(item.output, StripTicket) and not item.output.detached:
+            assert isinstance(beat, StripBeat)
+            assert beat.samples is not None
+            adapter = self._device_state(beat.device_id, item.output).adapter_for(loaded.version)
+
+            def model(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                part = main.reconstruct(x)
+                return part.reconstruction, part.embedding
+
+            if adapter.enrol(beat.samples, beat.found.t, self.enrolment_s, loaded.window.margin, model):
+                self.metrics.devices_enrolled.inc()
+                log.info("device enrolled", extra={"device": beat.device_id, "model": loaded.version})
+        extra = {"enrolling": True} if enrolling else None
+        return score_event(beat, None, loaded.threshold, loaded.version, None, timing, extra)
 
     def _publish_event(self, pending: Pending, event: dict[str, object]) -> None:
         cfg = self.settings.mqtt
@@ -284,10 +416,10 @@ class Pipeline:
         else:
             self._mqtt.publish_then_ack(pending.output, publications, done)
 
-    def _device_episodes(self, device: str, ticket: StripTicket | None) -> DeviceEpisodes:
-        if ticket is not None and ticket.adopt_episodes is not None:  # read from the store: it takes over
-            self.episodes[device], ticket.adopt_episodes = ticket.adopt_episodes, None
-        return self.episodes.setdefault(device, DeviceEpisodes())
+    def _device_state(self, device: str, ticket: StripTicket | None) -> DeviceState:
+        if ticket is not None and ticket.adopt is not None:  # read from the store: it takes over
+            self.devices[device], ticket.adopt = ticket.adopt, None
+        return self.devices.setdefault(device, DeviceState())
 
     def _episodes_of(self, pending: Pending, anomalous: bool) -> list[Publication]:
         beat = pending.beat
@@ -295,16 +427,16 @@ class Pipeline:
         if not self.settings.episodes.enabled or (ticket is not None and ticket.detached):
             return []
         t = beat.found.t if isinstance(beat, StripBeat) else (beat.ts or pending.received_wall)
-        state = self._device_episodes(beat.device_id, ticket)
+        state = self._device_state(beat.device_id, ticket).episodes
         events = observe_beat(state, self.rules, beat.device_id, t, beat.quality == "ok", anomalous)
         return self._episode_publications(beat.device_id, events)
 
     def _end_strip(self, end: StripEnd) -> None:
         ticket = end.ticket
         if not ticket.detached:
-            state = self._device_episodes(ticket.device, ticket)
+            state = self._device_state(ticket.device, ticket)
             if not end.readable and self.settings.episodes.enabled:
-                events = observe_unreadable(state, self.rules, ticket.device, end.start, end.seconds)
+                events = observe_unreadable(state.episodes, self.rules, ticket.device, end.start, end.seconds)
                 ticket.handle.publish(self._episode_publications(ticket.device, events))
             ticket.state = encode_state(ticket.track, state, ticket.missing)
         ticket.handle.close()

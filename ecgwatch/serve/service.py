@@ -42,8 +42,11 @@ class Service:
         self.metrics = Metrics()
         self.device = resolve_device(settings.model.device)
         self.scorer = self._load_scorer(settings.model.path)  # raises ArtifactError: start-up stops
+        # A model judged per device (fixed windows, enrolment) cannot read pre-cut beats: those go to a
+        # model of ECG5000's kind (model.beat_path, by default the shipped ECG5000 model).
+        self.beat_scorer = self._beat_scorer()
         limits = BeatLimits(
-            seq_len=self.scorer.loaded.seq_len,
+            seq_len=self.beat_scorer.loaded.seq_len,
             min_samples=settings.limits.min_samples,
             max_samples=settings.limits.max_samples,
             max_payload_bytes=settings.limits.max_payload_bytes,
@@ -55,9 +58,18 @@ class Service:
         self._signals = 0
         self._failure = ""
         self.store = open_store(settings.state)  # raises on a bad path or an unreachable Redis: start-up stops
-        streams = Streams(self.store, self.scorer.loaded.seq_len, self.metrics)
-        heartbeat = self.notifier.watchdog
-        self.pipeline = Pipeline(settings, self.metrics, lambda: self.scorer, limits, streams, self.stopping, heartbeat)
+        streams = Streams(self.store, self.scorer.loaded.window, self.metrics)
+        self.pipeline = Pipeline(
+            settings,
+            self.metrics,
+            lambda: self.scorer,
+            lambda: self.beat_scorer,
+            limits,
+            streams,
+            self.stopping,
+            self.notifier.watchdog,
+            self._enrolment_s(),
+        )
         self.mqtt = MqttSession(
             settings.mqtt,
             settings.instance,
@@ -72,16 +84,29 @@ class Service:
         self.metrics.build_info.info({"version": ecgwatch.__version__, "torch": torch.__version__})
 
     # --- model -----------------------------------------------------------------------------------
-    def _load_scorer(self, path: Path, check_against: Scorer | None = None) -> Scorer:
+    def _beat_scorer(self, check_against: Scorer | None = None) -> Scorer:
+        if not self.scorer.loaded.adapted:
+            return self.scorer
+        path = self.settings.model.beat_path or artifact.REFERENCE_MODEL_DIR
+        scorer = self._load_scorer(path, check_against, publish=False)
+        if scorer.loaded.adapted:
+            raise artifact.ArtifactError(f"{path}: model.beat_path must be a model that scores pre-cut beats alone")
+        return scorer
+
+    def _enrolment_s(self) -> float:
+        configured = self.settings.model.enrolment_s
+        return configured or float(self.scorer.loaded.metadata.get("adaptation", {}).get("enrolment_s", 120.0))
+
+    def _load_scorer(self, path: Path, check_against: Scorer | None = None, publish: bool = True) -> Scorer:
         loaded = artifact.load(path)
-        if check_against is not None and loaded.seq_len != check_against.loaded.seq_len:
-            # Beats are resampled to the input length as they arrive; another length needs a restart.
+        if check_against is not None and loaded.window != check_against.loaded.window:
+            # Strips are cut, and beats resampled, for the input the served model declared; another needs a restart.
             raise artifact.ArtifactError(
-                f"{path}: input.seq_len {loaded.seq_len} differs from the served model's "
-                f"{check_against.loaded.seq_len}; restart the daemon to change the input length"
+                f"{path}: its input ({loaded.window}) differs from the served model's "
+                f"({check_against.loaded.window}); restart the daemon to change the input"
             )
         scorer = Scorer(loaded, self.device, self.settings.model.precision)
-        if check_against is None:
+        if check_against is None and publish:
             self._publish_model_metrics(scorer)
         log.info(
             "model loaded", extra={"model": loaded.version, "threshold": loaded.threshold, "device": str(self.device)}
@@ -102,13 +127,16 @@ class Service:
         self.notifier.reloading()
         try:
             candidate = self._load_scorer(self.settings.model.path, check_against=self.scorer)
+            if candidate.loaded.adapted != self.scorer.loaded.adapted:
+                raise artifact.ArtifactError("a reload cannot switch between per-device and fixed scoring: restart")
+            beats = self._beat_scorer(check_against=self.beat_scorer) if candidate.loaded.adapted else candidate
         except (artifact.ArtifactError, OSError, ValueError) as exc:
             ok = self._reload_failed(str(exc))
         except Exception as exc:  # a defect in loading: still keep serving, but say where it came from
             log.debug("model reload raised", exc_info=True)
             ok = self._reload_failed(f"{type(exc).__name__}: {exc}")
         else:
-            self.scorer = candidate
+            self.scorer, self.beat_scorer = candidate, beats  # devices fitted to the old model enrol again
             self.metrics.model_reloads.labels(result="success").inc()
             ok = True
         self._publish_model_metrics(self.scorer)

@@ -26,8 +26,8 @@ from typing import Any
 
 import orjson
 
-from ecgwatch.episodes import DeviceEpisodes
-from ecgwatch.segmentation import Strip, StripResult, Track, push, warm_up
+from ecgwatch.segmentation import Strip, StripResult, Track, Window, push, warm_up
+from ecgwatch.serve.devices import DeviceState
 from ecgwatch.serve.messages import StripBeat
 from ecgwatch.serve.metrics import Metrics
 from ecgwatch.serve.mqtt_session import Delivery, InputHandle
@@ -56,7 +56,7 @@ class StripTicket:
     detached: bool  # late or redelivered: no episodes, no state to commit
     track: Track | None = None  # the device's track after this strip
     missing: list[int] = field(default_factory=list)
-    adopt_episodes: DeviceEpisodes | None = None  # state read from the store: the publisher takes it over
+    adopt: DeviceState | None = None  # state read from the store: the publishing thread takes it over
     state: bytes | None = None  # set by the publishing thread once the strip's last event is out
 
 
@@ -77,25 +77,23 @@ class _Stream:
     inflight: dict[int, Track | None] = field(default_factory=dict)  # seq -> the track before it
 
 
-def encode_state(track: Track | None, episodes: DeviceEpisodes, missing: list[int]) -> bytes:
-    return orjson.dumps(
-        {"track": None if track is None else track.to_dict(), "episodes": episodes.to_dict(), "missing": missing}
-    )
+def encode_state(track: Track | None, device: DeviceState, missing: list[int]) -> bytes:
+    return orjson.dumps({"track": None if track is None else track.to_dict(), **device.to_dict(), "missing": missing})
 
 
-def decode_state(blob: bytes) -> tuple[Track | None, DeviceEpisodes, list[int]]:
+def decode_state(blob: bytes) -> tuple[Track | None, DeviceState, list[int]]:
     state: dict[str, Any] = orjson.loads(blob)
     track = None if state["track"] is None else Track.from_dict(state["track"])
-    return track, DeviceEpisodes.from_dict(state["episodes"]), list(state["missing"])
+    return track, DeviceState.from_dict(state), list(state["missing"])
 
 
 class Streams:
     """Every device's stream as the segmenting thread sees it; committed state comes from ``store``."""
 
-    def __init__(self, store: DeviceStore, seq_len: int, metrics: Metrics) -> None:
+    def __init__(self, store: DeviceStore, window: Window, metrics: Metrics) -> None:
         warm_up()  # at start-up, not in the first strip: it would count as seconds of segmentation
         self.store = store
-        self.seq_len = seq_len
+        self.window = window  # how the served model wants its beats cut
         self.metrics = metrics
         self._streams: dict[str, _Stream] = {}
         self._lock = threading.Lock()  # commits (paho's thread) clear in-flight entries
@@ -119,7 +117,7 @@ class Streams:
             stream.missing = [*stream.missing, *gap][-MAX_REMEMBERED_GAPS:]
         outcome = "next" if stream.track is not None and strip.seq == stream.track.next_seq else "gap"
         started = time.monotonic()
-        result = push(stream.track, strip, self.seq_len)
+        result = push(stream.track, strip, self.window)
         self.metrics.segmentation_seconds.observe(time.monotonic() - started)
         with self._lock:
             stream.inflight[strip.seq] = stream.track
@@ -130,10 +128,10 @@ class Streams:
     def _detached(
         self, job: StripJob, handle: InputHandle, track: Track | None, outcome: str
     ) -> tuple[StripTicket, StripResult, str]:
-        result = push(track, job.strip, self.seq_len)
+        result = push(track, job.strip, self.window)
         return StripTicket(job.device, job.strip.seq, handle, detached=True), result, outcome
 
-    def _stream(self, device: str) -> tuple[_Stream, DeviceEpisodes | None]:
+    def _stream(self, device: str) -> tuple[_Stream, DeviceState | None]:
         """The device's stream; read from the store when unknown here, or when other instances share it
         and nothing of this device is in flight here (another member may have moved it on)."""
         stream = self._streams.get(device)
@@ -145,11 +143,11 @@ class Streams:
         if blob is None:
             stream = stream or _Stream()
             self._streams[device] = stream
-            return stream, DeviceEpisodes() if self.store.shared else None
-        track, episodes, missing = decode_state(blob)
+            return stream, DeviceState() if self.store.shared else None
+        track, state, missing = decode_state(blob)
         stream = _Stream(track, missing)
         self._streams[device] = stream
-        return stream, episodes
+        return stream, state
 
     def commit(self, ticket: StripTicket) -> bool:
         """The strip's events are all confirmed: write the device's state, then let the strip be acked."""
@@ -168,10 +166,6 @@ class Streams:
         return True
 
 
-def strip_beats(device: str, result: StripResult, seq_len: int, late: bool) -> list[StripBeat]:
+def strip_beats(device: str, result: StripResult, late: bool) -> list[StripBeat]:
     """The strip's beats as the pipeline carries them: windows of readable beats go to the model."""
-    return [
-        StripBeat(device, found, found.window if found.quality == "ok" else None, late)
-        for found in result.beats
-        if found.window is None or found.window.shape == (seq_len,)
-    ]
+    return [StripBeat(device, found, found.window if found.quality == "ok" else None, late) for found in result.beats]

@@ -12,7 +12,7 @@ import pytest
 
 from ecgwatch.datasets.mitbih import Record, load_record
 from ecgwatch.demo.brokers import Mosquitto
-from ecgwatch.segmentation import Strip, push
+from ecgwatch.segmentation import Strip, Window, push
 from tests.factories import make_model
 from tests.integration.harness import Collector, Daemon, Publisher, wait_for
 
@@ -59,7 +59,7 @@ def expected_ids(device: str, signal_: np.ndarray, n_strips: int) -> set[str]:
     """The beats an uninterrupted stream yields, computed offline with the same segmentation."""
     track, ids = None, set()
     for seq in range(n_strips):
-        result = push(track, Strip(seq, T0 + seq * 10, FS, signal_[seq * STRIP : (seq + 1) * STRIP]), 140)
+        result = push(track, Strip(seq, T0 + seq * 10, FS, signal_[seq * STRIP : (seq + 1) * STRIP]), Window())
         track = result.track
         ids |= {f"{device}/strip/{b.strip_seq}/{b.sample}" for b in result.beats}
     return ids

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ecgwatch.datasets.mitbih import Record, load_record
-from ecgwatch.segmentation import FoundBeat, Strip, Track, continues, push
+from ecgwatch.segmentation import FoundBeat, Strip, Track, Window, continues, push
 
 TOLERANCE_S = 0.150
 
@@ -26,7 +26,7 @@ def stream(signal: np.ndarray, fs: float, lengths: list[int], drop: set[int] | N
     while start < len(signal):
         length = lengths[seq % len(lengths)]
         if not drop or seq not in drop:
-            result = push(track, Strip(seq, 1_700_000_000 + start / fs, fs, signal[start : start + length]), 140)
+            result = push(track, Strip(seq, 1_700_000_000 + start / fs, fs, signal[start : start + length]), Window())
             track, beats = result.track, beats + result.beats
         start, seq = start + length, seq + 1
     return beats
@@ -100,10 +100,10 @@ def test_a_gap_is_not_glued_over_and_closes_the_run(records) -> None:
 
 def test_a_redelivered_strip_gives_the_same_beats(records) -> None:
     record, fs = records["106"], 360.0
-    first = push(None, Strip(0, 0.0, fs, record.signal[:3600]), 140)
+    first = push(None, Strip(0, 0.0, fs, record.signal[:3600]), Window())
     strip = Strip(1, 10.0, fs, record.signal[3600:7200])
     again = Track.from_dict(json.loads(json.dumps(first.track.to_dict())))  # as persisted and read back
-    one, two = push(first.track, strip, 140), push(again, strip, 140)
+    one, two = push(first.track, strip, Window()), push(again, strip, Window())
     assert [(b.strip_seq, b.sample, b.quality) for b in one.beats] == [
         (b.strip_seq, b.sample, b.quality) for b in two.beats
     ]
@@ -131,8 +131,8 @@ def test_beats_straddling_strips_are_found_once_with_their_own_strip_and_sample(
 def test_strips_that_cannot_be_read_say_why(records, make, verdict) -> None:
     record = records["100"]
     rng = np.random.default_rng(0)
-    warm = push(None, Strip(0, 0.0, 360, record.signal[:3600]), 140)
-    bad = push(warm.track, Strip(1, 10.0, 360, make(record.signal[3600:7200], rng)), 140)
+    warm = push(None, Strip(0, 0.0, 360, record.signal[:3600]), Window())
+    bad = push(warm.track, Strip(1, 10.0, 360, make(record.signal[3600:7200], rng)), Window())
     if verdict is None:
         assert bad.quality != "ok"
     else:
@@ -141,7 +141,7 @@ def test_strips_that_cannot_be_read_say_why(records, make, verdict) -> None:
 
 
 def test_the_next_strip_must_continue_in_seq_and_time() -> None:
-    track = push(None, Strip(5, 100.0, 250, np.sin(np.linspace(0, 60, 2500))), 140).track
+    track = push(None, Strip(5, 100.0, 250, np.sin(np.linspace(0, 60, 2500))), Window()).track
     assert continues(track, Strip(6, 110.0, 250, np.zeros(10)))
     assert not continues(track, Strip(7, 110.0, 250, np.zeros(10)))  # a missing seq
     assert not continues(track, Strip(6, 112.0, 250, np.zeros(10)))  # a ts jump

@@ -19,7 +19,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_defaults_work_against_a_local_broker_with_the_shipped_model() -> None:
     settings = load_settings()
     assert (settings.mqtt.host, settings.mqtt.port) == ("localhost", 1883)
-    assert settings.model.path.name == "reference_model"
+    assert settings.model.path.name == "population_model"
     assert settings.mqtt.subscriptions == ["ecg/+/beat", "ecg/+/strip"]
 
 
