@@ -315,7 +315,7 @@ class Pipeline:
                         item.beat, float(result.scores[k]), loaded.threshold, loaded.version, peak, timing
                     )
             else:
-                event = self._unscored_event(item, timing)
+                event = self._caught_up_event(item, rhythm, timing) or self._unscored_event(item, timing)
             self._publish_event(item, event)
 
     def _rhythm(self, item: Pending) -> tuple[float, float] | None:
@@ -369,6 +369,29 @@ class Pipeline:
         return score_event(
             item.beat, score, loaded.threshold, loaded.version, (where, where + rules.window), timing, extra
         )
+
+    def _caught_up_event(
+        self, item: Pending, rhythm: tuple[float, float] | None, timing: dict[str, float]
+    ) -> dict[str, object] | None:
+        """Score a beat the scoring thread passed over as enrolling while its device finished enrolling.
+
+        In a burst (a backlog after a reconnect, a watch uploading minutes at once) the scoring thread runs
+        ahead of the enrolment the publishing thread completes. Those beats are scored here, one row each,
+        once per device: otherwise they would be published unjudged and would start a second enrolment.
+        """
+        main = self.current_scorer()
+        beat = item.beat
+        if not main.loaded.adapted or not isinstance(beat, StripBeat) or not item.scorable:
+            return None
+        if not isinstance(item.output, StripTicket) or item.output.detached:
+            return None
+        device = self._fitted(beat.device_id, main)
+        if device is None:
+            return None
+        assert beat.samples is not None  # scorable
+        x = adaptation.prepare(device, beat.samples[None], main.loaded.window.margin)
+        self.metrics.beats_scored.inc()
+        return self._adapted_event(item, Part(main, main.reconstruct(x), [device]), 0, rhythm, timing)
 
     def _unscored_event(self, item: Pending, timing: dict[str, float]) -> dict[str, object]:
         """A beat no model scored: unreadable, or its device is enrolling (then it joins the enrolment)."""
