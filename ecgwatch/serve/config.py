@@ -64,6 +64,9 @@ class MqttSettings(Section):
     password: SecretStr | None = Field(None, description="MQTT password (prefer password_file or a secrets dir)")
     password_file: Path | None = Field(None, description="file holding the MQTT password, e.g. a systemd credential")
     client_id: str = Field("ecgwatch-1", description="fixed client id: the broker keeps this session's queue")
+    client_id_prefix: str = Field(
+        "", description="put before client_id (e.g. '<cluster>.<namespace>.') so ids sharing a broker never collide"
+    )
     session_expiry_s: int = Field(86400, ge=0, description="how long the broker keeps our queued beats offline")
     keepalive_s: int = Field(30, ge=5, description="MQTT keepalive interval")
     beat_topic: str = Field("ecg/+/beat", description="subscription for beats; the + segment is the device id")
@@ -110,6 +113,11 @@ class MqttSettings(Section):
                 )
             return self.password_file.read_text().strip()
         return self.password.get_secret_value() if self.password else None
+
+    @property
+    def session_id(self) -> str:
+        """The client id the broker sees: two daemons with one id would take turns kicking each other off."""
+        return self.client_id_prefix + self.client_id
 
     @property
     def subscriptions(self) -> list[str]:

@@ -53,6 +53,8 @@ class Service:
             max_device_id_bytes=settings.limits.max_device_id_bytes,
         )
         self.stopping = threading.Event()
+        # Set after a shared-group member left its group: until then beats still arrive and are scored.
+        self.intake_closed = threading.Event()
         self.failed = threading.Event()
         self.reload_requested = threading.Event()
         self._signals = 0
@@ -66,7 +68,7 @@ class Service:
             lambda: self.beat_scorer,
             limits,
             streams,
-            self.stopping,
+            self.intake_closed,
             self.notifier.watchdog,
             self._enrolment_s(),
         )
@@ -77,7 +79,7 @@ class Service:
             self.metrics,
             settings.batch.queue_size,
             self._fatal,
-            self.stopping,
+            self.intake_closed,
         )
         self.pipeline.attach(self.mqtt)
         self.http: MetricsServer | None = None
@@ -168,6 +170,7 @@ class Service:
         """A defect in any thread: report unhealthy at once and stop with exit code 1."""
         self._failure = reason
         self.failed.set()
+        self.intake_closed.set()
         self.stopping.set()
 
     # --- lifecycle (main thread) ------------------------------------------------------------------
@@ -261,7 +264,10 @@ class Service:
         grace = self.settings.grace_period_s
         deadline = time.monotonic() + grace
         if not self.failed.is_set():
-            self.pipeline.drained.wait(grace)
+            self.mqtt.leave_group(timeout=min(5.0, grace / 2))
+        self.intake_closed.set()
+        if not self.failed.is_set():
+            self.pipeline.drained.wait(max(0.0, deadline - time.monotonic()))
         idle = self.mqtt.wait_idle(max(0.0, deadline - time.monotonic()))
         if not idle or not self.pipeline.drained.is_set():
             log.warning(

@@ -222,6 +222,30 @@ def test_two_instances_in_a_shared_group_split_the_load(
     assert min(counts) > 0.1 * n, f"load not split: {counts}"
 
 
+def test_a_member_that_stops_or_is_killed_strands_no_beat(
+    broker, harness, daemons, model_dir, tmp_path, ecg_beats
+) -> None:
+    """Before: of 200 beats sent after one of two members stopped, 100 waited in its session until it returned."""
+    collector, publisher = harness
+    group = {"ECGWATCH_MQTT__SHARED_GROUP": "scorers"}
+    a = new_daemon(daemons, broker, model_dir, tmp_path, client_id="member-a", **group)
+    b = new_daemon(daemons, broker, model_dir, tmp_path, client_id="member-b", **group)
+    a.signal(signal.SIGTERM)
+    assert a.wait(30) == 0
+    assert any(e["msg"] == "left the shared group" for e in a.log_entries())
+    for i in range(200):
+        publisher.beat("watch-1", i, ecg_beats.x[i % 100].tolist())
+    wait_for(lambda: len(collector.scored_seqs()) == 200, 60, "every beat scored by the member still running")
+    # Now kill -9 the other mid-stream; the same member back (a StatefulSet pod's fixed id) scores the rest.
+    for i in range(200, 400):
+        publisher.beat("watch-1", i, ecg_beats.x[i % 100].tolist())
+    b.signal(signal.SIGKILL)
+    b.wait(10)
+    new_daemon(daemons, broker, model_dir, tmp_path, client_id="member-b", **group)
+    wait_for(lambda: len(collector.scored_seqs()) == 400, 60, "every beat scored after the restart")
+    assert collector.scored_seqs() == {("watch-1", i) for i in range(400)}
+
+
 def test_hot_reload_switches_model_without_dropping_beats(
     broker, harness, daemons, model_dir, tmp_path, ecg_beats
 ) -> None:

@@ -39,6 +39,12 @@ def test_shared_group_subscription() -> None:
     assert subscriptions == ["$share/g1/ecg/+/beat", "$share/g1/ecg/+/strip"]
 
 
+def test_client_id_prefix_keeps_ids_of_clusters_sharing_a_broker_apart() -> None:
+    mqtt = load_settings(None, {"mqtt": {"client_id": "ecgwatch-0", "client_id_prefix": "eu1.prod."}}).mqtt
+    assert mqtt.session_id == "eu1.prod.ecgwatch-0"
+    assert load_settings(None, {"mqtt": {"client_id": "ecgwatch-0"}}).mqtt.session_id == "ecgwatch-0"
+
+
 @pytest.mark.parametrize(
     ("env", "setting"),
     [
