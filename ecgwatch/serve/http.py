@@ -1,8 +1,11 @@
-"""``/metrics`` for Prometheus and ``/healthz`` for container health checks and load balancers.
+"""``/metrics`` for Prometheus, ``/healthz`` (ready: connected and serving) and ``/livez`` (alive: the scoring
+loop turns) for container health checks and load balancers.
 
-``/metrics`` is prometheus-client's own WSGI app, so OpenMetrics negotiation, ``name[]`` filtering and gzip
-come with it; ``/healthz`` sits beside it. Served by a small threading WSGI server whose errors (a scraper
-hanging up mid-response) go to our structured log, not as bare tracebacks on stderr.
+A liveness probe on ``/metrics`` (always 200) never restarts a stalled scorer; one on ``/healthz`` would
+restart a daemon that is only waiting for its broker. ``/metrics`` is prometheus-client's own WSGI app, so
+OpenMetrics negotiation, ``name[]`` filtering and gzip come with it; the checks sit beside it. Served by a
+small threading WSGI server whose errors (a scraper hanging up mid-response) go to our structured log, not
+as bare tracebacks on stderr.
 """
 
 from __future__ import annotations
@@ -52,8 +55,11 @@ class _Server(ThreadingMixIn, WSGIServer):
         log.error("http request failed", exc_info=True, extra={"client": client_address[0]})
 
 
+Check = Callable[[], tuple[bool, str]]
+
+
 def health_app(
-    registry: CollectorRegistry, healthy: Callable[[], tuple[bool, str]]
+    registry: CollectorRegistry, checks: dict[str, Check]
 ) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
     metrics = make_wsgi_app(registry)
 
@@ -61,12 +67,12 @@ def health_app(
         path = environ.get("PATH_INFO", "")
         if path == "/metrics":
             return metrics(environ, start_response)
-        if path == "/healthz":
-            ok, detail = healthy()
+        if path in checks:
+            ok, detail = checks[path]()
             body = detail.encode() + b"\n"
             status = "200 OK" if ok else "503 Service Unavailable"
         else:
-            body, status = b"try /metrics or /healthz\n", "404 Not Found"
+            body, status = f"try /metrics or {' or '.join(checks)}\n".encode(), "404 Not Found"
         start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))])
         return [body]
 
@@ -74,10 +80,8 @@ def health_app(
 
 
 class MetricsServer:
-    def __init__(
-        self, registry: CollectorRegistry, healthy: Callable[[], tuple[bool, str]], host: str, port: int
-    ) -> None:
-        self.server = make_server(host, port, health_app(registry, healthy), _Server, _QuietHandler)
+    def __init__(self, registry: CollectorRegistry, checks: dict[str, Check], host: str, port: int) -> None:
+        self.server = make_server(host, port, health_app(registry, checks), _Server, _QuietHandler)
         self.thread = threading.Thread(target=self.server.serve_forever, name="metrics-http", daemon=True)
 
     @property

@@ -6,7 +6,16 @@ an ``_info`` metric for the model version. No per-device labels: device ids are 
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 from ecgwatch.episodes import KINDS
 from ecgwatch.segmentation import QUALITY_REASONS
@@ -28,6 +37,10 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        # process_* (CPU, resident memory, open fds, start time) and python_* series, as from any exporter.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
         self.beats_received = Counter("ecgwatch_beats_received", "Beat messages received from MQTT", registry=r)
         self.beats_scored = Counter("ecgwatch_beats_scored", "Beats scored by the model", registry=r)
         self.beats_anomalous = Counter("ecgwatch_beats_anomalous", "Beats scored above the threshold", registry=r)

@@ -33,6 +33,7 @@ from ecgwatch.serve.state import open_store
 from ecgwatch.serve.strips import Streams
 
 log = logging.getLogger(__name__)
+LIVENESS_STALL_S = 30.0  # as WatchdogSec= in deploy/systemd: a scoring loop this late is stuck
 
 
 class Service:
@@ -52,6 +53,7 @@ class Service:
             max_payload_bytes=settings.limits.max_payload_bytes,
             max_device_id_bytes=settings.limits.max_device_id_bytes,
         )
+        self.last_tick = time.monotonic()  # the scoring loop's last turn: liveness and the systemd watchdog
         self.stopping = threading.Event()
         # Set after a shared-group member left its group: until then beats still arrive and are scored.
         self.intake_closed = threading.Event()
@@ -69,7 +71,7 @@ class Service:
             limits,
             streams,
             self.intake_closed,
-            self.notifier.watchdog,
+            self._tick,
             self._enrolment_s(),
         )
         self.mqtt = MqttSession(
@@ -118,7 +120,8 @@ class Service:
     def _publish_model_metrics(self, scorer: Scorer) -> None:
         loaded = scorer.loaded
         self.metrics.threshold.set(loaded.threshold)
-        self.metrics.model_info.info({"version": loaded.version, "path": str(loaded.path), "device": str(self.device)})
+        # No path label: a path differs per host and says nothing the version does not.
+        self.metrics.model_info.info({"version": loaded.version, "device": str(self.device)})
 
     def reload(self) -> bool:
         """Validate the new model fully before swapping; on any failure keep serving the old one.
@@ -184,6 +187,20 @@ class Service:
             return False, problem
         return True, f"ok {self.scorer.loaded.version}"
 
+    def _tick(self) -> None:
+        self.last_tick = time.monotonic()
+        self.notifier.watchdog()
+
+    def alive(self) -> tuple[bool, str]:
+        """Liveness: the scoring loop turned recently (as the systemd watchdog checks). Unlike readiness it
+        stays true while the broker is away: restarting us would not bring the broker back."""
+        if self.failed.is_set():
+            return False, self._failure
+        stalled = time.monotonic() - self.last_tick
+        if stalled > LIVENESS_STALL_S:
+            return False, f"scoring loop stalled for {stalled:.0f} s"
+        return True, "alive"
+
     def _handle_signal(self, signum: int, _frame: FrameType | None) -> None:
         if signum == signal.SIGHUP:
             self.reload_requested.set()
@@ -196,9 +213,9 @@ class Service:
 
     def start(self) -> None:
         if self.settings.metrics.enabled:
-            self.http = MetricsServer(
-                self.metrics.registry, self.healthy, self.settings.metrics.host, self.settings.metrics.port
-            )
+            checks = {"/healthz": self.healthy, "/livez": self.alive}
+            metrics = self.settings.metrics
+            self.http = MetricsServer(self.metrics.registry, checks, metrics.host, metrics.port)
             self.http.start()
             log.info("metrics listening", extra={"port": self.http.port})
         self.mqtt.start()

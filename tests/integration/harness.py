@@ -146,11 +146,11 @@ class Daemon:
         except OSError:
             return None
 
-    def health(self) -> int | None:
+    def health(self, path: str = "/healthz") -> int | None:
         if self.process is not None and self.process.poll() is not None:
             raise AssertionError(f"daemon exited with {self.process.returncode}: {self.log.read_text()[-3000:]}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/healthz", timeout=1) as response:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}{path}", timeout=1) as response:
                 return int(response.status)
         except urllib.error.HTTPError as error:  # 503 and friends: the daemon answered
             return int(error.code)

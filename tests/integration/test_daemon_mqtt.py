@@ -182,6 +182,17 @@ def test_broker_restart_mid_stream_loses_nothing(broker, harness, daemons, model
     ]
 
 
+def test_without_its_broker_the_daemon_is_not_ready_but_alive(broker, daemons, model_dir, tmp_path) -> None:
+    """Readiness takes it out of rotation; liveness must not restart it, which would not bring the broker back."""
+    daemon = new_daemon(daemons, broker, model_dir, tmp_path)
+    assert daemon.health("/livez") == 200
+    broker.stop()
+    wait_for(lambda: daemon.health() == 503, 30, "readiness to fail")
+    assert daemon.health("/livez") == 200
+    broker.start()
+    wait_for(lambda: daemon.health() == 200, 30, "readiness to return")
+
+
 def test_sigterm_drains_and_exits_zero(broker, harness, daemons, model_dir, tmp_path, ecg_beats) -> None:
     collector, publisher = harness
     daemon = new_daemon(daemons, broker, model_dir, tmp_path, ECGWATCH_BATCH__MAX_SIZE="2")

@@ -188,7 +188,9 @@ def test_real_prometheus_scrapes_the_daemon(tmp_path: Path, ecg_beats) -> None:
         )
         assert query('up{job="ecgwatch"}')[0]["value"][1] == "1"
         assert query("ecgwatch_mqtt_connected")[0]["value"][1] == "1"
-        assert query('ecgwatch_model_info{version="prom-test"}')
+        (model_info,) = query('ecgwatch_model_info{version="prom-test"}')
+        assert "path" not in model_info["metric"]  # per-host paths would split the series
+        assert query("process_resident_memory_bytes")
         with urllib.request.urlopen(f"http://127.0.0.1:{prom_port}/api/v1/rules", timeout=5) as response:
             groups = json.loads(response.read())["data"]["groups"]
         shipped = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"][0]["rules"]

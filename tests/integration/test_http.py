@@ -21,7 +21,8 @@ def server():
     for i in range(3000):  # a response large enough that a client hanging up interrupts the write
         counter.labels(n=str(i)).inc()
     state = {"ok": True}
-    server = MetricsServer(registry, lambda: (state["ok"], "fine" if state["ok"] else "broken"), "127.0.0.1", 0)
+    checks = {"/healthz": lambda: (state["ok"], "fine" if state["ok"] else "broken"), "/livez": lambda: (True, "ok")}
+    server = MetricsServer(registry, checks, "127.0.0.1", 0)
     server.start()
     yield server, state
     server.stop()
@@ -42,6 +43,8 @@ def test_healthz_with_a_query_string_and_503_when_unhealthy(server) -> None:
     state["ok"] = False
     status, _, body = get(srv, "/healthz")
     assert (status, body) == (503, b"broken\n")
+    status, _, body = get(srv, "/livez")
+    assert (status, body) == (200, b"ok\n")
     assert get(srv, "/nope")[0] == 404
 
 

@@ -89,3 +89,13 @@ def test_a_valid_model_is_swapped_in(service: Service, tmp_path: Path) -> None:
     make_model(service.settings.model.path, "next-model", seed=3)
     assert service.reload() is True
     assert service.scorer.loaded.version == "next-model"
+
+
+def test_liveness_fails_when_the_scoring_loop_stops_turning(service: Service) -> None:
+    """What the k8s liveness probe asks (/livez): the same question as the systemd watchdog."""
+    service._tick()
+    assert service.alive() == (True, "alive")
+    service.last_tick -= 31
+    ok, detail = service.alive()
+    assert not ok
+    assert detail.startswith("scoring loop stalled")
