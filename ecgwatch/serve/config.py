@@ -106,7 +106,8 @@ class MqttSettings(Section):
 
     def resolved_password(self) -> str | None:
         if self.password_file is not None:
-            if self.password_file.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            # Group bits are how Kubernetes (fsGroup) and systemd credentials share a file with a non-root user.
+            if self.password_file.stat().st_mode & stat.S_IRWXO:
                 log.warning(
                     "the MQTT password file can be read by other users; chmod 600 it",
                     extra={"file": str(self.password_file)},

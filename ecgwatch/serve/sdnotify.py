@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,8 @@ class Notifier:
         self.notify("WATCHDOG=1")
 
     def reloading(self) -> None:
-        self.notify("RELOADING=1")
+        """systemd 253+ (Type=notify-reload) wants the CLOCK_MONOTONIC time of the reload with it."""
+        self.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
 
     def stopping(self) -> None:
         self.notify("STOPPING=1")

@@ -44,6 +44,24 @@ def client(client_id: str, port: int, clean_session: bool = True, **auth: str) -
     return c
 
 
+def connack(port: int, timeout: float = 10, **auth: str) -> mqtt.ReasonCode | None:
+    """The broker's answer to a connection with ``auth`` (None: no answer within ``timeout``)."""
+    answer: list[mqtt.ReasonCode] = []
+    answered = threading.Event()
+    c = client(f"probe-{free_port()}", port, **auth)
+
+    def on_connect(_c: mqtt.Client, _u: Any, _f: Any, reason: mqtt.ReasonCode, _p: Any) -> None:
+        answer.append(reason)
+        answered.set()
+
+    c.on_connect = on_connect
+    c.loop_start()
+    answered.wait(timeout)
+    c.loop_stop()
+    c.disconnect()
+    return answer[0] if answer else None
+
+
 class Collector:
     """Subscribes to what the daemon publishes and keeps every message, decoded."""
 
