@@ -40,6 +40,10 @@ REFRACTORY_S = 0.2
 LEAD_PAD_S = 0.5  # the detector reports nothing in its first 0.3 s: pad a strip that has no context
 POLARITY_TAU_S = 100.0
 POLARITY_BAND = 0.3
+# A strip scoring this far the other way up is "reversed" until the average turns. On the six MIT-BIH records
+# the clean strips stay above -0.3 except in record 114, whose QRS is nearly symmetric (5 of 181 strips below
+# -0.5); a lead reversed mid-record gives 8-12 strips below -0.5 before the average turns.
+REVERSED_SCORE = 0.5
 AMPLITUDE_GATE = 0.2  # detections under this fraction of the median QRS amplitude are not beats
 START_GATE = 0.5  # early detections of a strip without context: T waves of the unseen previous beat
 LEAD_FRACTION = 3.5 / 139
@@ -49,7 +53,7 @@ WINDOW_BEFORE_S, WINDOW_AFTER_S = 0.25, 0.40  # the span the quality indices loo
 NOISY_INDEX, NOISY_INDEX_WITH_ODD_SHAPE, ODD_SHAPE = 0.05, 0.03, 0.7
 MIN_BEATS, MAX_GAP_S, RAIL_FRACTION = 3, 3.0, 0.01
 CHAOS_CORRELATION, CHAOS_FRACTION, NOISY_FRACTION, SPIKE_RATIO = 0.8, 0.25, 0.25, 4.0
-QUALITY_REASONS = ("ok", "noisy", "unreadable", "saturated", "leads_off", "incomplete")
+QUALITY_REASONS = ("ok", "noisy", "unreadable", "saturated", "leads_off", "reversed", "incomplete")
 
 
 @dataclass(frozen=True)
@@ -319,12 +323,17 @@ def push(track: Track | None, strip: Strip, window: Window) -> StripResult:
     segment = np.concatenate([context, raw])
     offset = start - len(context)  # run index of segment[0]
     cleaned = clean(segment, strip.fs) if len(segment) >= 16 else segment - segment.mean()
-    polarity, average = _polarity(track, cleaned, strip.fs, len(raw), no_context=not len(context))
+    polarity, average, score = _polarity(track, cleaned, strip.fs, len(raw), no_context=not len(context))
     found = _accepted_peaks(polarity * cleaned, strip.fs, no_context=not len(context))
     own = found[found >= len(context)] - len(context)
     indices = _quality_indices(cleaned, found, strip.fs)
     own_indices = _Indices(*(v[found >= len(context)] for v in indices.__dict__.values()))
     verdict = strip_quality(raw, strip.fs, own, own_indices)
+    if verdict == "ok" and polarity * score < -REVERSED_SCORE:
+        # The lead looks upside down against the polarity the device's beats are cut with, and the average
+        # has not turned yet (a lead reversed or a watch worn the other way): beats cut now would be
+        # inverted, so none is judged until it turns (about a minute).
+        verdict = "reversed"
     guard = round(GUARD_S * strip.fs)
     lower = (start - guard) if contiguous else start
     upper = start + len(raw) - guard
@@ -349,12 +358,13 @@ def push(track: Track | None, strip: Strip, window: Window) -> StripResult:
     return StripResult(new, closing + beats, verdict, contiguous)
 
 
-def _polarity(track: Track, cleaned: np.ndarray, fs: float, n_new: int, no_context: bool) -> tuple[int, float]:
-    """The device's lead polarity after this strip: its score folded into an exponential average."""
+def _polarity(track: Track, cleaned: np.ndarray, fs: float, n_new: int, no_context: bool) -> tuple[int, float, float]:
+    """The device's lead polarity after this strip (its score folded into an exponential average), the
+    average, and the strip's own score."""
     peaks = detect(track.polarity * cleaned, fs, LEAD_PAD_S if no_context else 0.0)
     score = polarity_score(cleaned, peaks, fs)
     if track.polarity_average is None:
-        return (1 if score >= 0 else -1), score
+        return (1 if score >= 0 else -1), score, score
     weight = 1.0 - np.exp(-n_new / fs / POLARITY_TAU_S)
     average = (1 - weight) * track.polarity_average + weight * score
     polarity = track.polarity
@@ -362,7 +372,7 @@ def _polarity(track: Track, cleaned: np.ndarray, fs: float, n_new: int, no_conte
         polarity = -1
     elif polarity < 0 and average > POLARITY_BAND:
         polarity = 1
-    return polarity, float(average)
+    return polarity, float(average), score
 
 
 def _accepted_peaks(cleaned: np.ndarray, fs: float, no_context: bool) -> np.ndarray:

@@ -24,7 +24,7 @@ from ecgwatch.datasets import (
 from ecgwatch.datasets.mitbih import load_record, records_in
 from ecgwatch.models import resolve_device
 from ecgwatch.models.image import VARIANTS
-from training import crossperson, population
+from training import crossperson, population, robustness
 from training.ecg_pipeline import train_and_calibrate, write_artifact
 from training.ecg_trainer import TrainConfig
 from training.evaluate import evaluate
@@ -112,6 +112,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(st)
     st.add_argument("--model", type=Path, default=artifact.REFERENCE_MODEL_DIR, help="default: the shipped model")
     st.add_argument("--out", required=True, type=Path)
+    rb = sub.add_parser("robustness", help="false alarms under noise, wander, mains, EMG, shifts, reversal, warp")
+    _add_common(rb)
+    rb.add_argument("--out", required=True, type=Path)
+    rb.add_argument("--records", nargs="+", help="MIT-BIH records (default: every non-paced one in --data)")
+    rb.add_argument("--enrolment-s", type=float, default=ENROLMENT_S, help="clean enrolment before the condition")
+    rb.add_argument("--minutes", type=float, help="only each record's first minutes (default: whole records)")
+    rb.add_argument(
+        "--conditions",
+        nargs="+",
+        type=robustness.Condition.parse,
+        default=robustness.CONDITIONS,
+        help="kind or kind:level, e.g. clean noise:20 shift:3 reversed warp:1.1 (default: the whole suite)",
+    )
     return parser
 
 
@@ -155,6 +168,15 @@ def _recipe(args: argparse.Namespace, embedding_dim: int) -> TrainConfig:
     )
 
 
+def _robustness(args: argparse.Namespace) -> None:
+    folder = data_dir("mitbih", args.data)
+    records = [load_record(folder, n) for n in args.records or records_in(folder)]
+    records = [robustness.first_minutes(r, args.minutes) if args.minutes else r for r in records]
+    chosen = [r for r in records if args.records or not r.paced]  # the paced record only trains
+    robustness.run(chosen, load_ecg5000(args.data), args.out, tuple(args.conditions), args.enrolment_s)
+    print(f"report: {args.out / 'robustness.md'}")
+
+
 def _run(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
     if args.threads:
@@ -177,6 +199,9 @@ def _run(args: argparse.Namespace) -> None:
             model, history = population.train(population.people([load_record(folder, n) for n in names]), config)
             population.save(model, population.metadata(config, history, names, {}), args.out)
             print(f"wrote {args.out}")
+        return
+    if args.command == "robustness":
+        _robustness(args)
         return
     if args.command == "strips-report":
         strips_report(args.model, data_dir("mitbih", args.data), args.out)

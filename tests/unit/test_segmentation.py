@@ -146,3 +146,23 @@ def test_the_next_strip_must_continue_in_seq_and_time() -> None:
     assert not continues(track, Strip(7, 110.0, 250, np.zeros(10)))  # a missing seq
     assert not continues(track, Strip(6, 112.0, 250, np.zeros(10)))  # a ts jump
     assert not continues(track, Strip(6, 110.0, 500, np.zeros(10)))  # another rate
+
+
+def test_a_lead_reversed_mid_stream_is_not_judged_until_the_polarity_turns(records) -> None:
+    """Beats cut upside down looked like anomalies to every model; now their strips say "reversed"."""
+    record = records["100"]
+    flip = 60 * 360
+    signal = np.concatenate([record.signal[:flip], -record.signal[flip : 6 * 60 * 360]])
+    track, verdicts = None, []
+    for seq, start in enumerate(range(0, len(signal), 3600)):
+        result = push(track, Strip(seq, start / 360, 360, signal[start : start + 3600]), Window())
+        track = result.track
+        verdicts.append(result.quality)
+        if result.quality == "reversed":
+            assert {b.quality for b in result.beats} <= {"reversed", "incomplete"}
+    assert verdicts[:6] == ["ok"] * 6
+    reversed_strips = [i for i, v in enumerate(verdicts) if v == "reversed"]
+    assert reversed_strips, verdicts
+    assert reversed_strips == list(range(6, 6 + len(reversed_strips))), "one run, right after the flip"
+    assert len(reversed_strips) <= 15
+    assert verdicts[-10:] == ["ok"] * 10, "the polarity turned and beats are judged again"
