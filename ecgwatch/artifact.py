@@ -28,11 +28,12 @@ from ecgwatch.artifact_schema import FORMAT, FORMAT_VERSION, problems
 from ecgwatch.models.image import IMAGE_ARCHITECTURE, ImageAEConfig, build_image_model
 from ecgwatch.models.recurrent import ARCHITECTURE, RecurrentAEConfig, RecurrentAutoencoder
 from ecgwatch.segmentation import Window
+from ecgwatch.shipped import POPULATION_MODEL_DIR, REFERENCE_MODEL_DIR, ArtifactError
+
+__all__ = ["POPULATION_MODEL_DIR", "REFERENCE_MODEL_DIR", "ArtifactError", "LoadedModel", "load", "save"]
 
 WEIGHTS_FILE = "model.safetensors"
 METADATA_FILE = "model.json"
-REFERENCE_MODEL_DIR = Path(__file__).parent / "reference_model"  # ECG5000: pre-cut beats of one person
-POPULATION_MODEL_DIR = Path(__file__).parent / "population_model"  # many people's strips, judged per device
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,6 @@ ARCHITECTURES = {
     ),
     IMAGE_ARCHITECTURE: Architecture(ImageAEConfig, build_image_model, lambda c: torch.full((1, *c.input_shape), 0.5)),
 }
-
-
-class ArtifactError(ValueError):
-    """A model artifact is missing, corrupt or inconsistent."""
 
 
 @dataclass

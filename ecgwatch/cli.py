@@ -3,34 +3,46 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from ecgwatch import artifact
-from ecgwatch.artifact import ArtifactError
-from ecgwatch.datasets import CLASS_NAMES, DataFormatError, DataUnavailableError
-from ecgwatch.datasets.ecg5000 import read_file
-from ecgwatch.models import resolve_device
-from ecgwatch.scorer import Scorer
+import ecgwatch
+from ecgwatch.datasets.errors import DataFormatError, DataUnavailableError
 from ecgwatch.serve import logs
 from ecgwatch.serve.config import load_settings, masked
+from ecgwatch.shipped import POPULATION_MODEL_DIR, REFERENCE_MODEL_DIR, ArtifactError
+
+# torch, numpy and paho load inside the commands that need them: `ecgwatch --help` must not wait for torch.
+
+
+class Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Every flag's help ends with its default, except where there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ecgwatch", description=__doc__)
+    parser = argparse.ArgumentParser(prog="ecgwatch", description=__doc__, formatter_class=Help)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {ecgwatch.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser = functools.partial(sub.add_parser, formatter_class=Help)  # type: ignore[method-assign]
     serve = sub.add_parser("serve", help="run the daemon: score beats from MQTT, publish events, export metrics")
     _add_settings_flags(serve)
     config = sub.add_parser("config", help="validate and print the effective configuration (secrets masked)")
     _add_settings_flags(config)
     sim = sub.add_parser("simulate", help="publish ECG5000 beats as N smartwatches; write the true labels")
     sim.add_argument("--broker", default="localhost:1883", help="host:port")
-    sim.add_argument("--devices", type=int, default=10)
+    sim.add_argument("--devices", type=int, default=10, help="simulated watches")
     sim.add_argument("--count", type=int, default=100, help="beats in total")
     sim.add_argument("--rate", type=float, default=1.0, help="beats per second per device")
     sim.add_argument("--fast", action="store_true", help="as fast as the broker takes them (load tests)")
@@ -38,12 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--data", help="data directory (default: $ECGWATCH_DATA_DIR)")
     sim.add_argument("--split", choices=("test", "all"), default="test", help="test: beats --model never trained on")
     sim.add_argument("--model", type=Path, help="the served model (default: model.path, the shipped model)")
-    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--seed", type=int, default=0, help="which beats, offsets and artifacts each watch gets")
     strips = sim.add_argument_group("strips (--strips: MIT-BIH records as continuous strips, as watches record them)")
     strips.add_argument("--strips", action="store_true", help="send strips of MIT-BIH records instead of beats")
     strips.add_argument("--records", nargs="+", help="record names (default: every record in <data>/mitbih)")
     strips.add_argument("--seconds", type=float, default=60.0, help="seconds of signal per watch")
-    strips.add_argument("--strip-seconds", type=float, nargs=2, default=(10.0, 30.0), metavar=("MIN", "MAX"))
+    strips.add_argument(
+        "--strip-seconds", type=float, nargs=2, default=(10.0, 30.0), metavar=("MIN", "MAX"), help="strip lengths"
+    )
     strips.add_argument("--fs", type=float, help="resample the records to this rate, Hz (default: 360)")
     strips.add_argument(
         "--artifact",
@@ -57,10 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="broker + daemon + simulator, a live view, and a detection report")
     demo.add_argument("--broker", help="host:port of an MQTT 5 broker (default: start one)")
     demo.add_argument("--embedded-broker", action="store_true", help="use the built-in broker even if mosquitto exists")
-    demo.add_argument("--devices", type=int, default=20)
-    demo.add_argument("--seconds", type=float, default=20.0)
+    demo.add_argument("--devices", type=int, default=20, help="simulated watches")
+    demo.add_argument("--seconds", type=float, default=20.0, help="how long the simulator sends")
     demo.add_argument("--rate", type=float, default=1.0, help="beats per second per device")
-    demo.add_argument("--fast", action="store_true")
+    demo.add_argument("--fast", action="store_true", help="as fast as the broker takes them")
     demo.add_argument("--data", help="data directory (default: $ECGWATCH_DATA_DIR)")
     demo.add_argument("--out", type=Path, help="where labels.csv and demo_report.json go")
     demo.add_argument("--strips", action="store_true", help="other people's ECG: MIT-BIH records as watch strips")
@@ -75,33 +89,53 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--timeout", type=float, default=120.0, help="how long to wait for a strip, seconds")
     _add_mqtt_security_flags(inspect)
     info = sub.add_parser("info", help="print a model artifact's version, threshold and test metrics")
-    info.add_argument("--model", type=Path, default=artifact.POPULATION_MODEL_DIR)
+    info.add_argument("--model", type=Path, default=POPULATION_MODEL_DIR, help="model artifact directory")
     score = sub.add_parser("score", help="score every beat of an ECG5000-format file (.arff/.txt/.tsv/.ts) as CSV")
-    score.add_argument("file", type=Path)
-    score.add_argument("--model", type=Path, default=artifact.REFERENCE_MODEL_DIR)
-    score.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    score.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    score.add_argument("file", type=Path, help="beats in ECG5000's format, one per row, label first")
+    score.add_argument("--model", type=Path, default=REFERENCE_MODEL_DIR, help="model artifact directory")
+    score.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the model runs")
+    score.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="inference precision")
     return parser
 
 
 def _add_settings_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="TOML config file (or $ECGWATCH_CONFIG)")
-    p.add_argument("--mqtt-host", dest="set.mqtt.host")
-    p.add_argument("--mqtt-port", dest="set.mqtt.port", type=int)
-    p.add_argument("--client-id", dest="set.mqtt.client_id")
-    p.add_argument("--shared-group", dest="set.mqtt.shared_group")
-    p.add_argument("--model", dest="set.model.path", type=Path)
-    p.add_argument("--device", dest="set.model.device")
-    p.add_argument("--metrics-port", dest="set.metrics.port", type=int)
-    p.add_argument("--instance", dest="set.instance")
-    p.add_argument("--log-format", dest="set.log_format")
+    for flag, setting, kind in (
+        ("--mqtt-host", "mqtt.host", str),
+        ("--mqtt-port", "mqtt.port", int),
+        ("--client-id", "mqtt.client_id", str),
+        ("--shared-group", "mqtt.shared_group", str),
+        ("--model", "model.path", Path),
+        ("--device", "model.device", str),
+        ("--metrics-port", "metrics.port", int),
+        ("--instance", "instance", str),
+        ("--log-format", "log_format", str),
+    ):
+        _setting_flag(p, flag, setting, kind)
     _add_mqtt_security_flags(p)
+
+
+def _setting_flag(p: argparse.ArgumentParser, flag: str, setting: str, kind: type) -> None:
+    """A flag for one setting, its help and default taken from the setting itself (one description, not two).
+
+    Its argparse default stays None, so an unset flag does not override the config file or the environment.
+    """
+    from ecgwatch.serve.config import Settings
+
+    model: Any = Settings
+    *sections, key = setting.split(".")
+    for section in sections:
+        model = model.model_fields[section].annotation
+    field = model.model_fields[key]
+    default = field.get_default(call_default_factory=True)
+    shown = "" if default is None or isinstance(default, BaseModel) else f" (default: {default})"
+    p.add_argument(flag, dest=f"set.{setting}", type=kind, metavar=key.upper(), help=f"{field.description}{shown}")
 
 
 def _add_mqtt_security_flags(p: argparse.ArgumentParser) -> None:
     """Credentials and TLS, for the daemon and for every client the CLI starts (simulator, demo)."""
-    p.add_argument("--mqtt-username", dest="set.mqtt.username")
-    p.add_argument("--mqtt-password-file", dest="set.mqtt.password_file", type=Path)
+    _setting_flag(p, "--mqtt-username", "mqtt.username", str)
+    _setting_flag(p, "--mqtt-password-file", "mqtt.password_file", Path)
     p.add_argument("--mqtt-tls", dest="set.mqtt.tls.enabled", action="store_const", const=True, help="TLS, system CAs")
     p.add_argument("--mqtt-ca-file", dest="set.mqtt.tls.ca_file", type=Path, help="CA to verify the broker (TLS)")
     p.add_argument("--mqtt-cert-file", dest="set.mqtt.tls.cert_file", type=Path, help="client certificate (mTLS)")
@@ -220,6 +254,8 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _info(model_dir: Path) -> None:
+    from ecgwatch import artifact
+
     meta = artifact.load(model_dir).metadata
     summary = {
         "path": str(model_dir),
@@ -236,6 +272,12 @@ def _info(model_dir: Path) -> None:
 
 
 def _score(args: argparse.Namespace) -> None:
+    from ecgwatch import artifact
+    from ecgwatch.datasets import CLASS_NAMES
+    from ecgwatch.datasets.ecg5000 import read_file
+    from ecgwatch.models import resolve_device
+    from ecgwatch.scorer import Scorer
+
     loaded = artifact.load(args.model)
     beats = read_file(args.file)
     result = Scorer(loaded, resolve_device(args.device), args.precision).score(beats.x)
@@ -277,6 +319,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    try:
+        return _command(args)
+    except BrokenPipeError:
+        # `ecgwatch info | head`: the reader left. Point stdout at /dev/null so Python's exit flush is quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _command(args: argparse.Namespace) -> int:
     try:
         if args.command == "config":
             print(json.dumps(masked(load_settings(args.config, _overrides(args))), indent=2))

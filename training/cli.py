@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
@@ -13,6 +14,7 @@ import torch
 
 from ecgwatch import artifact
 from ecgwatch.artifact import ArtifactError
+from ecgwatch.cli import Help as _Help
 from ecgwatch.datasets import (
     NOISE_KINDS,
     DataFormatError,
@@ -41,14 +43,14 @@ DEFAULTS = TrainConfig()
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="data directory (default: $ECGWATCH_DATA_DIR, else download to the user cache)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where training runs")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details at INFO level")
 
 
 def _add_recipe(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
-    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    p.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="most epochs (early stopping may end sooner)")
+    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="beats per training batch")
     p.add_argument("--lr", type=float, default=DEFAULTS.learning_rate, help="peak learning rate (one-cycle)")
     p.add_argument("--patience", type=int, default=DEFAULTS.patience, help="early-stopping patience in epochs")
     p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="weight-initialisation and shuffling seed")
@@ -56,65 +58,70 @@ def _add_recipe(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ecgwatch-train", description=__doc__)
+    parser = argparse.ArgumentParser(prog="ecgwatch-train", description=__doc__, formatter_class=_Help)
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser = functools.partial(sub.add_parser, formatter_class=_Help)  # type: ignore[method-assign]
     ecg = sub.add_parser("ecg", help="train, calibrate and write an ECG model artifact")
     _add_common(ecg)
     _add_recipe(ecg)
     ecg.add_argument("--out", required=True, type=Path, help="artifact directory to write")
-    ecg.add_argument("--embedding-dim", type=int, default=DEFAULTS.embedding_dim)
-    ecg.add_argument("--split-seed", type=int, default=0)
+    ecg.add_argument("--embedding-dim", type=int, default=DEFAULTS.embedding_dim, help="the LSTM's embedding size E")
+    ecg.add_argument("--split-seed", type=int, default=0, help="which train/validation/test split of ECG5000")
     ecg.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt if present")
     ecg.add_argument("--max-beats", type=int, help="train on a seeded random N of the beats (a quick look, tests)")
     ev = sub.add_parser("evaluate", help="evaluate an artifact beside PCA and IsolationForest baselines")
     _add_common(ev)
-    ev.add_argument("--model", required=True, type=Path)
+    ev.add_argument("--model", required=True, type=Path, help="model artifact directory")
     ev.add_argument("--out", type=Path, help="report directory (default: <model>/report)")
     sw = sub.add_parser("sweep", help="embedding-size sweep over several split seeds, with baselines")
     _add_common(sw)
     _add_recipe(sw)
-    sw.add_argument("--out", required=True, type=Path)
-    sw.add_argument("--embedding-dims", type=int, nargs="+", default=[16, 32, 64, 128])
-    sw.add_argument("--split-seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    sw.add_argument("--out", required=True, type=Path, help="report and per-run artifacts")
+    sw.add_argument("--embedding-dims", type=int, nargs="+", default=[16, 32, 64, 128], help="sizes E to compare")
+    sw.add_argument("--split-seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="splits each E runs on")
     sw.add_argument("--report-name", default="sweep", help="file stem of the summary (several sweeps can share --out)")
     sw.add_argument("--tolerance", type=float, default=0.002, help="AUROC gap to the largest E still accepted")
     im = sub.add_parser("images", help="train and evaluate one image autoencoder variant on MNIST")
     _add_common(im)
-    im.add_argument("--variant", required=True, choices=VARIANTS)
-    im.add_argument("--out", required=True, type=Path)
-    im.add_argument("--latent", type=int, default=ImageTrainConfig.latent)
+    im.add_argument("--variant", required=True, choices=VARIANTS, help="which image autoencoder")
+    im.add_argument("--out", required=True, type=Path, help="artifact, metrics and progress figures")
+    im.add_argument("--latent", type=int, default=ImageTrainConfig.latent, help="latent size")
     im.add_argument("--noise", choices=NOISE_KINDS, default="gaussian", help="noise the denoisers train on")
-    im.add_argument("--sigma", type=float, default=ImageTrainConfig.sigma)
+    im.add_argument("--sigma", type=float, default=ImageTrainConfig.sigma, help="noise level of the denoisers")
     im.add_argument(
         "--denoise-loss", choices=DENOISE_LOSSES, default=ImageTrainConfig.denoise_loss, help="what denoisers minimise"
     )
-    im.add_argument("--epochs", type=int, default=ImageTrainConfig.epochs)
-    im.add_argument("--seed", type=int, default=0)
+    im.add_argument("--epochs", type=int, default=ImageTrainConfig.epochs, help="training epochs")
+    im.add_argument("--seed", type=int, default=0, help="initialisation and shuffling seed")
     im.add_argument("--max-images", type=int, help="use only the first N train and test images (a quick look)")
     rep = sub.add_parser("images-report", help="train and evaluate every image variant; figures and report.md")
     _add_common(rep)
-    rep.add_argument("--out", required=True, type=Path)
-    rep.add_argument("--epochs", type=int, default=10)
+    rep.add_argument("--out", required=True, type=Path, help="report directory")
+    rep.add_argument("--epochs", type=int, default=10, help="epochs per variant")
     rep.add_argument("--max-images", type=int, help="use only the first N train and test images (a quick look)")
     cp = sub.add_parser("crossperson", help="leave-one-person-out study on MIT-BIH records; markdown, JSON and PNG")
     _add_common(cp)
-    cp.add_argument("--out", required=True, type=Path)
+    cp.add_argument("--out", required=True, type=Path, help="report directory (fold models are kept there)")
     cp.add_argument("--epochs", type=int, default=PopulationConfig.epochs, help="population model epochs per fold")
-    cp.add_argument("--beats-per-epoch", type=int, default=PopulationConfig.beats_per_epoch)
+    cp.add_argument(
+        "--beats-per-epoch", type=int, default=PopulationConfig.beats_per_epoch, help="beats drawn each epoch"
+    )
     cp.add_argument("--enrolment-s", type=float, default=ENROLMENT_S, help="each person's unlabelled enrolment")
     cp.add_argument("--ecg5000-model", type=Path, default=artifact.REFERENCE_MODEL_DIR, help="the one-person model")
     po = sub.add_parser("population", help="train the population model on every MIT-BIH record; write the artifact")
     _add_common(po)
-    po.add_argument("--out", required=True, type=Path)
-    po.add_argument("--epochs", type=int, default=PopulationConfig.epochs)
-    po.add_argument("--beats-per-epoch", type=int, default=PopulationConfig.beats_per_epoch)
+    po.add_argument("--out", required=True, type=Path, help="artifact directory to write")
+    po.add_argument("--epochs", type=int, default=PopulationConfig.epochs, help="training epochs")
+    po.add_argument(
+        "--beats-per-epoch", type=int, default=PopulationConfig.beats_per_epoch, help="beats drawn each epoch"
+    )
     st = sub.add_parser("strips-report", help="MIT-BIH records as strips through the daemon's path, scored by a model")
     _add_common(st)
-    st.add_argument("--model", type=Path, default=artifact.REFERENCE_MODEL_DIR, help="default: the shipped model")
-    st.add_argument("--out", required=True, type=Path)
+    st.add_argument("--model", type=Path, default=artifact.REFERENCE_MODEL_DIR, help="model artifact directory")
+    st.add_argument("--out", required=True, type=Path, help="report directory")
     rb = sub.add_parser("robustness", help="false alarms under noise, wander, mains, EMG, shifts, reversal, warp")
     _add_common(rb)
-    rb.add_argument("--out", required=True, type=Path)
+    rb.add_argument("--out", required=True, type=Path, help="report directory")
     rb.add_argument("--records", nargs="+", help="MIT-BIH records (default: every non-paced one in --data)")
     rb.add_argument("--enrolment-s", type=float, default=ENROLMENT_S, help="clean enrolment before the condition")
     rb.add_argument("--minutes", type=float, help="only each record's first minutes (default: whole records)")

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
-from ecgwatch.artifact import POPULATION_MODEL_DIR
+from ecgwatch.shipped import POPULATION_MODEL_DIR
 
 CONFIG_ENV = "ECGWATCH_CONFIG"
 log = logging.getLogger(__name__)
@@ -127,9 +127,7 @@ class MqttSettings(Section):
 
 
 class ModelSettings(Section):
-    path: Path = Field(
-        POPULATION_MODEL_DIR, description="model artifact directory (model.json + model.safetensors); default: shipped"
-    )
+    path: Path = Field(POPULATION_MODEL_DIR, description="model artifact directory (model.json + model.safetensors)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto takes CUDA when present")
     precision: Literal["fp32", "bf16"] = Field(
         "fp32", description="bf16 autocast: faster on CPUs with AVX-512 (docs/benchmarks.md)"
