@@ -161,7 +161,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     try:  # start-up: a bad setting or model file is the operator's to fix (exit 2, one line)
         settings = load_settings(args.config, _overrides(args))
-        logs.setup(settings.log_level, settings.log_format)
+        static = {"service": "ecgwatch", "instance": settings.instance, "version": ecgwatch.__version__}
+        logs.setup(settings.log_level, settings.log_format, static)
         service = Service(settings)
     except STARTUP_ERRORS as exc:
         return _startup_failed(exc)

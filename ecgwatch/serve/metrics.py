@@ -83,6 +83,14 @@ class Metrics:
         )
         for stage in ("network", "tls", "refused"):
             self.connection_failures.labels(stage=stage)
+        self.reconnects = Counter(
+            "ecgwatch_mqtt_reconnects",
+            "Connections made again after a lost one, by link (intake, publisher)",
+            ["link"],
+            registry=r,
+        )
+        for link in ("intake", "publisher"):
+            self.reconnects.labels(link=link)
         self.sessions_lost = Counter(
             "ecgwatch_mqtt_sessions_lost",
             "Reconnects on which the broker no longer had our session (beats queued meanwhile are lost)",

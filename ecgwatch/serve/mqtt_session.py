@@ -148,6 +148,7 @@ class MqttSession:
         self._receive_maximum = max(1, min(held_limit, 65535))
         self._links = {"intake": False, "publisher": False}
         self._answered: set[str] = set()  # links whose current connection attempt got a CONNACK
+        self._connected_before: set[str] = set()
         self._generation = 0
         self._had_session = False
         self._awaiting_redelivery = 0
@@ -236,6 +237,9 @@ class MqttSession:
             log.error("mqtt connection refused by the broker", extra={"link": link, "reason": str(reason)})
             return
         log.info("mqtt connected", extra={"link": link, "session_present": flags.session_present})
+        if link in self._connected_before:
+            self.metrics.reconnects.labels(link=link).inc()
+        self._connected_before.add(link)
         if link == "intake":
             self._intake_connected(client, flags.session_present)
         self._set_link(link, True)

@@ -174,7 +174,11 @@ def test_broker_restart_mid_stream_loses_nothing(broker, harness, daemons, model
     # The collector's persistent session survives the restart too, so a score the daemon published while the
     # collector was reconnecting is queued for it, not lost to the test.
     wait_for(lambda: len(collector.scored_seqs()) == 400, 60, "every beat scored across the restart")
+    metrics = daemon.metrics()
+    assert metrics['ecgwatch_mqtt_reconnects_total{link="intake"}'] == 1
+    assert metrics['ecgwatch_mqtt_reconnects_total{link="publisher"}'] == 1
     lost = [entry for entry in daemon.log_entries() if entry["msg"] == "mqtt disconnected"]
+    assert all(entry["instance"] == "ecgwatch-test" and entry["time"].endswith("Z") for entry in lost)
     # A lost broker is news to the operator: one warning for each of the two connections.
     assert sorted((entry["link"], entry["level"]) for entry in lost) == [
         ("intake", "warning"),
