@@ -122,8 +122,13 @@ def _architecture_of(model: torch.nn.Module) -> str:
     raise TypeError(f"{type(model).__name__} has no known config; build it with its architecture's builder")
 
 
-def save(model: torch.nn.Module, metadata: dict[str, Any], directory: Path) -> Path:
-    """Write the artifact; files appear under their final names only when complete (atomic rename)."""
+def save(model: torch.nn.Module, metadata: dict[str, Any], directory: Path, stamp_version: bool = False) -> Path:
+    """Write the artifact; files appear under their final names only when complete (atomic rename).
+
+    ``stamp_version`` appends the weights' digest to the version (``...-w1a2b3c4d``): a recipe and its data
+    name a model, but two trainings of one recipe (3 epochs today, 14 last week) must not share a version,
+    or the events and ``ecgwatch_model_info`` could not say which one scored.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with tempfile.TemporaryDirectory(dir=directory) as tmp:
@@ -139,6 +144,8 @@ def save(model: torch.nn.Module, metadata: dict[str, Any], directory: Path) -> P
             **metadata,
             "weights": {"file": WEIGHTS_FILE, "sha256": _sha256(weights_tmp)},
         }
+        if stamp_version:
+            full["version"] = f"{metadata['version']}-w{full['weights']['sha256'][:8]}"
         meta_tmp = Path(tmp) / METADATA_FILE
         meta_tmp.write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
         for written in (weights_tmp, meta_tmp):

@@ -157,7 +157,7 @@ def _images(args: argparse.Namespace) -> None:
     history_dict = {"loss": history.loss, "terms": history.terms}
     version = f"mnist-{config.variant}-l{config.latent}-s{config.seed}"
     metadata = {"version": version, "training": config.to_dict(), "history": history_dict, "metrics": {"test": metrics}}
-    artifact.save(model, metadata, args.out)
+    artifact.save(model, metadata, args.out, stamp_version=True)
     summary = {"config": config.to_dict(), "history": history_dict, "test": metrics}
     (args.out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(metrics, indent=2))

@@ -168,7 +168,7 @@ def _fold(directory: Path, people_: list[PersonBeats], config: PopulationConfig,
     if (directory / artifact.METADATA_FILE).is_file():
         return artifact.load(directory).recurrent()
     model, history = train(people_, config)
-    artifact.save(model, metadata(config, history, names, {}), directory)
+    artifact.save(model, metadata(config, history, names, {}), directory, stamp_version=True)
     return model
 
 

@@ -203,7 +203,7 @@ def version_string(config: TrainConfig, data_sha256: str, split_seed: int) -> st
 
 def write_artifact(run: TrainedRun, out: Path) -> Path:
     metadata = {**run.metadata, "history": run.history.to_dict()}
-    return artifact.save(run.model, metadata, out)
+    return artifact.save(run.model, metadata, out, stamp_version=True)
 
 
 def recalibrate_artifact(path: Path, beats: Beats, target_fpr: float, device: torch.device) -> dict[str, Any]:

@@ -161,4 +161,4 @@ def metadata(
 
 
 def save(model: RecurrentAutoencoder, meta: dict[str, Any], out: Path) -> Path:
-    return artifact.save(model, meta, out)
+    return artifact.save(model, meta, out, stamp_version=True)

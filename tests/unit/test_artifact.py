@@ -39,6 +39,19 @@ def test_round_trip_reproduces_outputs_and_metadata(saved) -> None:
     assert set(meta["versions"]) >= {"torch", "numpy", "ecgwatch", "python"}
 
 
+def test_two_trainings_of_one_recipe_get_different_versions(tmp_path: Path) -> None:
+    """A 3-epoch model trained today once got the shipped model's version string."""
+    versions = set()
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = RecurrentAutoencoder(RecurrentAEConfig(embedding_dim=8)).eval()
+        path = artifact.save(model, META, tmp_path / str(seed), stamp_version=True)
+        meta = json.loads((path / "model.json").read_text())
+        assert meta["version"] == f"test-model-1-w{meta['weights']['sha256'][:8]}"
+        versions.add(artifact.load(path).version)
+    assert len(versions) == 2
+
+
 def test_weights_are_safetensors_not_pickle(saved) -> None:
     _, path = saved
     header_len = int.from_bytes((path / "model.safetensors").read_bytes()[:8], "little")
