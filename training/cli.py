@@ -26,7 +26,7 @@ from ecgwatch.datasets import (
 from ecgwatch.datasets.mitbih import load_record, records_in
 from ecgwatch.models import resolve_device
 from ecgwatch.models.image import VARIANTS
-from training import crossperson, population, robustness
+from training import crossperson, population, robustness, synthetic
 from training.ecg_pipeline import train_and_calibrate, write_artifact
 from training.ecg_trainer import TrainConfig
 from training.evaluate import evaluate
@@ -132,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=robustness.CONDITIONS,
         help="kind or kind:level, e.g. clean noise:20 shift:3 reversed warp:1.1 (default: the whole suite)",
     )
+    sy = sub.add_parser("synthetic", help="false alarms on synthetic people (neurokit2 ECGSYN), every beat normal")
+    _add_common(sy)
+    sy.add_argument("--out", required=True, type=Path, help="report directory")
+    sy.add_argument("--people", type=int, default=8, help="synthetic people (seeds 0..N-1)")
+    sy.add_argument("--minutes", type=float, default=10.0, help="minutes of ECG per person")
     return parser
 
 
@@ -209,6 +214,10 @@ def _run(args: argparse.Namespace) -> None:
         return
     if args.command == "robustness":
         _robustness(args)
+        return
+    if args.command == "synthetic":
+        report = synthetic.run(args.people, args.minutes, args.out)
+        print(json.dumps(report["pooled"]))
         return
     if args.command == "strips-report":
         strips_report(args.model, data_dir("mitbih", args.data), args.out)
