@@ -15,7 +15,11 @@ from ecgwatch.cli import build_parser as runtime_parser
 from training.cli import build_parser as training_parser
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "ecgwatch/reference_model/MODEL_CARD.md"]
+DOCUMENTS = [
+    ROOT / "README.md",
+    *sorted((ROOT / "docs").glob("*.md")),
+    *sorted((ROOT / "ecgwatch").glob("*_model/MODEL_CARD.md")),
+]
 PLACEHOLDERS = {"DIR": "some/dir", "N": "2"}
 SYSTEM_TOOLS = ("sudo", "systemctl", "journalctl", "docker", "kubectl")
 
