@@ -157,8 +157,12 @@ class BatchSettings(Section):
 class LimitSettings(Section):
     min_samples: int = Field(35, ge=2, description="shortest beat accepted (resampled to the model's length)")
     max_samples: int = Field(1000, ge=2, description="longest beat accepted")
-    max_payload_bytes: int = Field(
-        65536, ge=64, description="larger messages are dead-lettered unread (and dead letters echo at most this)"
+    max_payload_bytes: int = Field(65536, ge=64, description="larger messages are dead-lettered unread")
+    deadletter_echo_bytes: int = Field(
+        256,
+        ge=0,
+        description="first bytes of a rejected payload its dead letter echoes (with the sha256 of all of it); "
+        "payloads hold a person's ECG, so raise it only where dead letters are as private as the beats",
     )
     max_device_id_bytes: int = Field(256, ge=1, le=4096, description="longest device id (topic level) accepted")
     strip_min_s: float = Field(2.0, gt=0, description="shortest strip accepted, seconds")

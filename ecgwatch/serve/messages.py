@@ -8,6 +8,7 @@ could take the daemon down.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -250,17 +251,19 @@ def parse_strip(topic: str, payload: Payload, pattern: str, limits: StripLimits)
 
 
 def dead_letter(topic: str, payload: Payload, error: InvalidBeat, received_at: float, max_echo_bytes: int) -> bytes:
-    """Everything needed to find and fix the sender: original topic, reason, and the payload itself, cut at
-    ``max_echo_bytes`` (a 5 MB message must not become a 5 MB dead letter)."""
+    """What the sender needs to find and fix a message: original topic, reason, the payload's size and sha256
+    (to match it against what the sender sent), and its first ``max_echo_bytes`` only: a payload is a
+    person's ECG, and a 5 MB message must not become a 5 MB dead letter."""
     truncated = len(payload) > max_echo_bytes
-    echoed = payload[:max_echo_bytes]
+    echoed = bytes(payload[:max_echo_bytes])
     try:
         original: Any = echoed.decode("utf-8")
     except UnicodeDecodeError:
         original = {"base64": base64.b64encode(echoed).decode("ascii")}
     letter = {"topic": topic, "reason": error.reason, "detail": error.detail, "received_at": received_at}
+    letter |= {"payload_bytes": len(payload), "payload_sha256": hashlib.sha256(payload).hexdigest()}
     if truncated:
-        letter |= {"payload_bytes": len(payload), "payload_truncated": True}
+        letter["payload_truncated"] = True
     return orjson.dumps({**letter, "payload": original})
 
 

@@ -182,7 +182,7 @@ class Pipeline:
             message.payload,
             error,
             received_wall,
-            self.settings.limits.max_payload_bytes,
+            self.settings.limits.deadletter_echo_bytes,
         )
         self._mqtt.publish_then_ack(delivery, [("deadletter", self.settings.mqtt.deadletter_topic, letter)])
 

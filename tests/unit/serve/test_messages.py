@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -119,3 +120,14 @@ def test_dead_letters_echo_at_most_the_payload_limit() -> None:
     small = json.loads(dead_letter("ecg/a/beat", b"{}", InvalidBeat("bad_seq", "x"), 1.0, 65536))
     assert small["payload"] == "{}"
     assert "payload_truncated" not in small
+
+
+def test_dead_letters_echo_only_the_head_of_a_persons_ecg_with_its_digest() -> None:
+    from ecgwatch.serve.messages import dead_letter
+
+    ecg = json.dumps({"seq": "x", "samples": [0.123456] * 500}).encode()
+    letter = json.loads(dead_letter("ecg/a/beat", ecg, InvalidBeat("bad_seq", "x"), 1.0, 256))
+    assert letter["payload"] == ecg[:256].decode()
+    assert letter["payload_truncated"] is True
+    assert letter["payload_bytes"] == len(ecg)
+    assert letter["payload_sha256"] == hashlib.sha256(ecg).hexdigest()
