@@ -45,6 +45,8 @@ REASONS = (
     "unparseable",  # a parser defect, not the sender's: logged with a traceback, and still dead-lettered
 )
 Payload = bytes | bytearray  # what paho hands us
+# Every event carries it; ecgwatch/serve/schemas/ holds the JSON Schemas of this version (docs/asyncapi.yaml).
+SCHEMA_VERSION = 1
 # JSON consumers in JavaScript read integers exactly only up to 2**53; orjson refuses beyond 64 bits.
 MAX_SEQ = 2**53 - 1
 # Far beyond any ECG unit (ADC counts, microvolts); larger values overflow the z-normalisation's squares.
@@ -260,7 +262,8 @@ def dead_letter(topic: str, payload: Payload, error: InvalidBeat, received_at: f
         original: Any = echoed.decode("utf-8")
     except UnicodeDecodeError:
         original = {"base64": base64.b64encode(echoed).decode("ascii")}
-    letter = {"topic": topic, "reason": error.reason, "detail": error.detail, "received_at": received_at}
+    letter = {"schema_version": SCHEMA_VERSION, "topic": topic, "reason": error.reason, "detail": error.detail}
+    letter["received_at"] = received_at
     letter |= {"payload_bytes": len(payload), "payload_sha256": hashlib.sha256(payload).hexdigest()}
     if truncated:
         letter["payload_truncated"] = True
@@ -279,7 +282,8 @@ def score_event(
     """One score message. ``score`` is None for a beat that was not scored (its ``quality`` says why, or
     ``extra`` says the device is enrolling): such a beat is never an anomaly. ``peak`` is the sample range, in
     the model's frame, the score comes from; ``extra`` adds what the score is made of."""
-    event: dict[str, Any] = {"id": beat.id, "device_id": beat.device_id, **beat.fields(), "quality": beat.quality}
+    event: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "id": beat.id, "device_id": beat.device_id}
+    event |= {**beat.fields(), "quality": beat.quality}
     event |= extra or {}
     if score is None or peak is None or beat.samples is None:
         event |= {"score": None, "threshold": round(float(threshold), 6), "anomaly": False, "model": model_version}

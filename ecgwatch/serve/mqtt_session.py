@@ -33,6 +33,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ecgwatch.serve.acks import AckTracker
 from ecgwatch.serve.config import MqttSettings
+from ecgwatch.serve.messages import SCHEMA_VERSION
 from ecgwatch.serve.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -116,9 +117,10 @@ class InputHandle:
             return
         tracker = self._session.tracker
         tracker.expect(self._key, len(publications))
+        properties = self._session.publish_properties()
         for kind, topic, payload in publications:
             self._kinds.append(kind)
-            info = self._session.publisher.publish(topic, payload, qos=1)
+            info = self._session.publisher.publish(topic, payload, qos=1, properties=properties)
             tracker.published(self._key, info.mid, kind)
 
     def close(self) -> None:
@@ -164,8 +166,24 @@ class MqttSession:
         self.metrics.beats_held.set_function(lambda: self.gate.held)
         self.metrics.beats_held_limit.set(held_limit)
         self._threads: list[threading.Thread] = []
+        self._properties: Properties | None = None
 
     # --- set-up ------------------------------------------------------------------------------------
+    def set_model(self, version: str) -> None:
+        """The model serving now, named in each publication's user properties (MQTT 5)."""
+        if self.settings.protocol != "5":
+            return
+        properties = Properties(PacketTypes.PUBLISH)
+        properties.ContentType = "application/json"
+        properties.PayloadFormatIndicator = 1  # UTF-8 text
+        properties.UserProperty = [("schema_version", str(SCHEMA_VERSION)), ("model", version)]
+        self._properties = properties  # replaced whole: publishing threads read it without a lock
+
+    def publish_properties(self) -> Properties | None:
+        """Content type, payload format and user properties, so a consumer or a broker rule can route and
+        decode events without parsing them (MQTT 5; None on 3.1.1, which has no properties)."""
+        return self._properties
+
     def _client(self, client_id: str, link: str) -> mqtt.Client:
         settings = self.settings
         v5 = settings.protocol == "5"

@@ -31,6 +31,7 @@ from ecgwatch.scorer import Reconstruction, Scorer
 from ecgwatch.serve.config import Settings
 from ecgwatch.serve.devices import DeviceState
 from ecgwatch.serve.messages import (
+    SCHEMA_VERSION,
     Beat,
     BeatLimits,
     InvalidBeat,
@@ -468,7 +469,7 @@ class Pipeline:
         topic = self.settings.mqtt.episode_topic.format(device=device)
         for event in events:
             self.metrics.episodes.labels(kind=event["kind"], type=event["type"]).inc()
-        return [("episode", topic, orjson.dumps(event)) for event in events]
+        return [("episode", topic, orjson.dumps({"schema_version": SCHEMA_VERSION, **event})) for event in events]
 
 
 def _strip_limits(settings: Settings, limits: BeatLimits) -> StripLimits:

@@ -84,6 +84,7 @@ class Service:
             self.intake_closed,
         )
         self.pipeline.attach(self.mqtt)
+        self.mqtt.set_model(self.scorer.loaded.version)
         self.http: MetricsServer | None = None
         self.metrics.build_info.info({"version": ecgwatch.__version__, "torch": torch.__version__})
 
@@ -142,6 +143,7 @@ class Service:
             ok = self._reload_failed(f"{type(exc).__name__}: {exc}")
         else:
             self.scorer, self.beat_scorer = candidate, beats  # devices fitted to the old model enrol again
+            self.mqtt.set_model(candidate.loaded.version)
             self.metrics.model_reloads.labels(result="success").inc()
             ok = True
         self._publish_model_metrics(self.scorer)
