@@ -126,14 +126,19 @@ def test_every_alert_has_a_test_and_actionable_annotations() -> None:
 def test_grafana_dashboard_queries_only_exported_metrics() -> None:
     dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "ecgwatch.json").read_text())
     exported = exported_metric_names()
-    expressions = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    expressions = [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
     assert len(expressions) >= 8
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert {"datasource", "job", "instance"} <= variables
+    assert all(panel["datasource"]["uid"] == "${datasource}" for panel in dashboard["panels"]), "no hard-coded uid"
+    assert all('instance=~"$instance"' in e for e in expressions), "every query follows the instance picker"
+    assert {"heatmap", "alertlist"} <= {panel["type"] for panel in dashboard["panels"]}
     for expression in expressions:
         names = metric_names_in(expression)
         assert names, expression
         assert names <= exported, f"{expression}: unknown {names - exported}"
     titles = " ".join(p["title"].lower() for p in dashboard["panels"])
-    for wanted in ("beats per second", "anomaly rate", "latency", "queue depth", "dead letters", "connected"):
+    for wanted in ("beats per second", "anomaly rate", "latency", "queue depth", "dead letters", "connected", "score"):
         assert wanted in titles
 
 
