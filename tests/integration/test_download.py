@@ -96,3 +96,34 @@ def test_mnist_download_is_checksummed(http_root, no_data_env, data_root: Path, 
     with pytest.raises(DataUnavailableError, match=r"checksum mismatch for t10k-labels-idx1-ubyte\.gz"):
         data_dir("mnist", url=base)
     assert not (bad / "mnist" / "t10k-labels-idx1-ubyte.gz").exists()
+
+
+def test_a_transient_server_error_is_retried(tmp_path: Path) -> None:
+    """A 503 on the first try (an overloaded mirror) is retried; the file arrives verified."""
+    calls: list[str] = []
+
+    class Flaky(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            calls.append(self.path)
+            if len(calls) == 1:
+                self.send_error(503)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", "5")
+            self.end_headers()
+            self.wfile.write(b"hello")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}/"
+        target = download_files(base, tmp_path / "out", {"a.bin": hashlib.sha256(b"hello").hexdigest()})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (target / "a.bin").read_bytes() == b"hello"
+    assert calls == ["/a.bin", "/a.bin"]
+    assert sorted(p.name for p in target.iterdir()) == ["a.bin"], "no temporary file left behind"
