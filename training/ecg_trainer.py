@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -16,9 +17,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ecgwatch.models import RecurrentAEConfig, RecurrentAutoencoder
+from training.progress import batches
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -80,6 +81,7 @@ def _train_epoch(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     config: TrainConfig,
     generator: torch.Generator,
+    on_batch: Callable[[int], object] = lambda _n: None,
 ) -> float:
     model.train()
     order = torch.randperm(len(x), generator=generator).to(x.device)
@@ -93,6 +95,7 @@ def _train_epoch(
         optimizer.step()
         scheduler.step()
         total += loss.item() * len(batch)
+        on_batch(1)
     return total / len(x)
 
 
@@ -156,15 +159,16 @@ class Trainer:
             log.info("resumed from %s at epoch %d", checkpoint, len(self.history.train_loss))
         x_train, x_val = _as_tensor(train_x, self.device), _as_tensor(val_x, self.device)
         first = len(self.history.train_loss)
-        bar = tqdm(
-            range(first, self.config.epochs), desc="train", unit="epoch", initial=first, total=self.config.epochs
-        )
-        for epoch in bar:
+        per_epoch = math.ceil(len(x_train) / self.config.batch_size)
+        bar = batches(per_epoch * self.config.epochs, "train", initial=per_epoch * first)
+        for epoch in range(first, self.config.epochs):
             started = time.perf_counter()
-            train_loss = _train_epoch(self.model, x_train, self.optimizer, self.scheduler, self.config, self.generator)
+            train_loss = _train_epoch(
+                self.model, x_train, self.optimizer, self.scheduler, self.config, self.generator, bar.update
+            )
             val_loss = mean_loss(self.model, x_val)
             self._record(epoch, train_loss, val_loss, time.perf_counter() - started)
-            bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}", best=self.history.best_epoch)
+            bar.set_postfix(epoch=epoch, train=f"{train_loss:.4f}", val=f"{val_loss:.4f}", best=self.history.best_epoch)
             if checkpoint is not None:
                 self.save_checkpoint(checkpoint)
             if on_epoch is not None:
@@ -172,6 +176,7 @@ class Trainer:
             if epoch - self.history.best_epoch >= self.config.patience:
                 log.info("early stop at epoch %d (best %d)", epoch, self.history.best_epoch)
                 break
+        bar.close()
         self.model.load_state_dict(self.best_state)
         return self.history
 

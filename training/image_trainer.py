@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch.nn import functional as F
-from tqdm import tqdm
 
 from ecgwatch.datasets import add_noise
 from ecgwatch.models.image import (
@@ -24,6 +23,7 @@ from ecgwatch.models.image import (
     kl_sparsity,
     l1_sparsity,
 )
+from training.progress import batches
 
 log = logging.getLogger(__name__)
 DENOISING = ("denoising", "conv-denoising")
@@ -120,8 +120,8 @@ def train_images(
     clean_all = torch.as_tensor(train.reshape(len(train), -1), dtype=torch.float32)
     generator = torch.Generator().manual_seed(config.seed)
     history = ImageHistory()
-    bar = tqdm(range(config.epochs), desc=f"train {config.variant}", unit="epoch", disable=not progress)
-    for epoch in bar:
+    bar = batches(config.epochs * steps_per_epoch, f"train {config.variant}", enabled=progress)
+    for epoch in range(config.epochs):
         if config.variant in DENOISING:
             noisy = add_noise(train, config.noise, config.sigma, seed=config.seed * 1000 + epoch)
             inputs_all = torch.as_tensor(noisy.reshape(len(train), -1), dtype=torch.float32)
@@ -139,11 +139,13 @@ def train_images(
             schedule.step()
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + value.item() * len(index)
+            bar.update(1)
         means = {name: total / len(order) for name, total in sums.items()}
         history.loss.append(means.pop("total"))
         history.terms.append(means)
-        bar.set_postfix(loss=f"{history.loss[-1]:.4f}")
+        bar.set_postfix(epoch=epoch, loss=f"{history.loss[-1]:.4f}")
         if after_epoch is not None:
             model.eval()
             after_epoch(model, epoch)
+    bar.close()
     return model.eval(), history

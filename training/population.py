@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ecgwatch import artifact
 from ecgwatch.adaptation import ALIGN_SAMPLES, Rules, amplitude_of, center
@@ -26,6 +25,7 @@ from ecgwatch.datasets.mitbih import Record
 from ecgwatch.models import RecurrentAEConfig, RecurrentAutoencoder
 from ecgwatch.segmentation import Window
 from training.mitbih_eval import StreamedRecord, stream_record
+from training.progress import batches
 
 log = logging.getLogger(__name__)
 WINDOW = Window(kind="fixed", seq_len=140, before_s=0.25, after_s=0.45, margin=ALIGN_SAMPLES)
@@ -114,8 +114,10 @@ def train(
         optimiser, lambda k: min(1.0, (k + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(k, steps) / steps))
     )
     history, started = History(), time.monotonic()
-    bar = tqdm(range(config.epochs), desc="population model", unit="epoch", disable=not progress)
-    for _epoch in bar:
+    bar = batches(
+        config.epochs * math.ceil(config.beats_per_epoch / config.batch_size), "population model", 0, progress
+    )
+    for epoch in range(config.epochs):
         x = torch.as_tensor(augmented(people_, config, rng), dtype=torch.float32).unsqueeze(-1)
         model.train()
         total = 0.0
@@ -128,8 +130,10 @@ def train(
             optimiser.step()
             schedule.step()
             total += loss.item() * len(batch)
+            bar.update(1)
         history.loss.append(total / len(x))
-        bar.set_postfix(loss=f"{history.loss[-1]:.4f}")
+        bar.set_postfix(epoch=epoch, loss=f"{history.loss[-1]:.4f}")
+    bar.close()
     history.seconds = time.monotonic() - started
     return model.eval(), history
 
