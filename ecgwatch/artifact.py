@@ -28,9 +28,17 @@ from ecgwatch.artifact_schema import FORMAT, FORMAT_VERSION, problems
 from ecgwatch.models.image import IMAGE_ARCHITECTURE, ImageAEConfig, build_image_model
 from ecgwatch.models.recurrent import ARCHITECTURE, RecurrentAEConfig, RecurrentAutoencoder
 from ecgwatch.segmentation import Window
-from ecgwatch.shipped import POPULATION_MODEL_DIR, REFERENCE_MODEL_DIR, ArtifactError
+from ecgwatch.shipped import DENOISER_MODEL_DIR, POPULATION_MODEL_DIR, REFERENCE_MODEL_DIR, ArtifactError
 
-__all__ = ["POPULATION_MODEL_DIR", "REFERENCE_MODEL_DIR", "ArtifactError", "LoadedModel", "load", "save"]
+__all__ = [
+    "DENOISER_MODEL_DIR",
+    "POPULATION_MODEL_DIR",
+    "REFERENCE_MODEL_DIR",
+    "ArtifactError",
+    "LoadedModel",
+    "load",
+    "save",
+]
 
 WEIGHTS_FILE = "model.safetensors"
 METADATA_FILE = "model.json"

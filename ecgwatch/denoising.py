@@ -25,8 +25,13 @@ def _as_unit_images(images: np.ndarray) -> tuple[np.ndarray, bool]:
     return array.reshape(len(array), 784).astype(np.float32), False
 
 
-def denoise(images: np.ndarray, model: str | Path | artifact.LoadedModel, batch_size: int = 1000) -> np.ndarray:
-    """Reconstruct ``images`` through an image autoencoder artifact; same shape and dtype convention back."""
+def denoise(
+    images: np.ndarray, model: str | Path | artifact.LoadedModel | None = None, batch_size: int = 1000
+) -> np.ndarray:
+    """Reconstruct ``images`` through an image autoencoder artifact (default: the shipped conv U-Net denoiser,
+    trained on MNIST with Gaussian noise, sigma 0.5); same shape and dtype convention back."""
+    if model is None:
+        model = artifact.DENOISER_MODEL_DIR
     loaded = model if isinstance(model, artifact.LoadedModel) else artifact.load(model)
     if loaded.metadata["architecture"] != IMAGE_ARCHITECTURE:
         raise ValueError(f"{loaded.path}: a {loaded.metadata['architecture']!r} model cannot denoise images")

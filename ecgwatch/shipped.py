@@ -10,6 +10,7 @@ from pathlib import Path
 
 REFERENCE_MODEL_DIR = Path(__file__).parent / "reference_model"  # ECG5000: pre-cut beats of one person
 POPULATION_MODEL_DIR = Path(__file__).parent / "population_model"  # many people's strips, judged per device
+DENOISER_MODEL_DIR = Path(__file__).parent / "denoiser_model"  # MNIST conv U-Net: ecgwatch.denoise()'s default
 
 
 class ArtifactError(ValueError):

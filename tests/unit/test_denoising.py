@@ -56,3 +56,18 @@ def test_clear_errors_for_anything_else(image_model: Path, images: np.ndarray, m
 def test_ecg_model_is_refused() -> None:
     with pytest.raises(ValueError, match="cannot denoise images"):
         ecgwatch.denoise(np.zeros((1, 784), np.float32), model=artifact.REFERENCE_MODEL_DIR)
+
+
+def test_the_shipped_denoiser_works_out_of_the_box(data_root: Path) -> None:
+    """No model argument: the conv U-Net that ships in the package cleans noisy digits it never saw."""
+    from ecgwatch.datasets import add_noise, load_mnist
+
+    truth = load_mnist("test", str(data_root)).unit()[:300]
+    noisy = add_noise(truth, "gaussian", 0.5, seed=7)
+    clean = ecgwatch.denoise(noisy)
+
+    def psnr(x: np.ndarray) -> float:
+        return float(10 * np.log10(1.0 / np.mean((x - truth) ** 2)))
+
+    assert clean.shape == truth.shape
+    assert psnr(clean) > psnr(noisy) + 6, (psnr(noisy), psnr(clean))
