@@ -261,12 +261,11 @@ def _info(model_dir: Path) -> None:
     summary = {
         "path": str(model_dir),
         "version": meta["version"],
+        "architecture": meta["architecture"],
         "hyperparameters": meta["hyperparameters"],
-        "input": meta["input"],
-        "threshold": meta["threshold"],
-        "test_metrics": {
-            k: meta.get("metrics", {}).get("test", {}).get(k) for k in ("auroc", "recall", "false_alarm_rate")
-        },
+        # Image models have no input, score or threshold sections: show what the artifact holds.
+        **{key: meta[key] for key in ("input", "threshold") if key in meta},
+        "test_metrics": {k: v for k, v in meta.get("metrics", {}).get("test", {}).items() if not isinstance(v, dict)},
         "created": meta.get("created"),
     }
     print(json.dumps(summary, indent=2))

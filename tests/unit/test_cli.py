@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import ecgwatch
-from ecgwatch import cli
+from ecgwatch import artifact, cli
 from ecgwatch.serve.service import Service
 from training import cli as training_cli
 
@@ -70,3 +71,13 @@ def test_output_cut_short_by_a_pipe_ends_quietly(data_root: Path) -> None:
     _, err = score.communicate(timeout=120)
     assert b"Traceback" not in err
     assert b"BrokenPipe" not in err
+
+
+@pytest.mark.parametrize(
+    "model", [artifact.REFERENCE_MODEL_DIR, artifact.POPULATION_MODEL_DIR, artifact.DENOISER_MODEL_DIR]
+)
+def test_info_describes_every_shipped_model(model: Path, capsys) -> None:
+    """`info` on the image denoiser used to fail with KeyError: 'input'."""
+    assert cli.main(["info", "--model", str(model)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["version"] == artifact.read_metadata(model)["version"]
