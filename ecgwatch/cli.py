@@ -258,7 +258,7 @@ def _info(model_dir: Path) -> None:
     from ecgwatch import artifact
 
     meta = artifact.load(model_dir).metadata
-    summary = {
+    summary: dict[str, Any] = {
         "path": str(model_dir),
         "version": meta["version"],
         "architecture": meta["architecture"],
