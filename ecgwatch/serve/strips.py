@@ -113,7 +113,9 @@ class Streams:
             stream.missing.remove(strip.seq)
             return self._detached(job, handle, None, "late")
         if stream.track is not None and strip.seq > stream.track.next_seq:
-            gap = range(stream.track.next_seq, strip.seq)
+            # Only the last MAX_REMEMBERED_GAPS seqs are kept, so only those are listed: a jump to 2**53 - 1
+            # once built a list of that length (MemoryError, a crash loop on redelivery).
+            gap = range(max(stream.track.next_seq, strip.seq - MAX_REMEMBERED_GAPS), strip.seq)
             stream.missing = [*stream.missing, *gap][-MAX_REMEMBERED_GAPS:]
         outcome = "next" if stream.track is not None and strip.seq == stream.track.next_seq else "gap"
         started = time.monotonic()

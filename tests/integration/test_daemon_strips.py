@@ -162,3 +162,18 @@ def test_late_duplicate_and_restart_keep_the_stream_straight(broker, running, tm
     assert len(beats_of(collector, "w7")) > before
     straddling = [e for e in beats_of(collector, "w7") if e["strip_seq"] == 3]
     assert straddling[-1]["quality"] != "incomplete"  # its next R peak came after the restart
+
+
+def test_a_seq_jump_to_the_largest_seq_is_a_gap_not_a_crash(broker, running, tmp_path, model, record) -> None:
+    """Before: seq 0 then 2**53 - 1 made a list of every missing seq (MemoryError), crash-looping the daemon."""
+    d = daemon(running, broker, tmp_path, model)
+    publisher = running["publisher"]
+    publisher.raw("ecg/jump/strip", strip_payload(0, record.signal[:STRIP]))
+    last = 2**53 - 1
+    body = json.loads(strip_payload(1, record.signal[STRIP : 2 * STRIP]))
+    publisher.raw("ecg/jump/strip", json.dumps({**body, "seq": last}).encode())
+    wait_for(
+        lambda: any(e["strip_seq"] == last for e in beats_of(running["collector"], "jump")), 60, "the jump's beats"
+    )
+    assert d.health() == 200
+    assert d.metrics()['ecgwatch_strips_total{outcome="gap"}'] >= 1
