@@ -8,6 +8,7 @@ scale the device's beats before the model sees them.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,9 @@ class Adapter:
     model_version: str
     device: DeviceModel | None = None  # the scoring thread reads it: replaced whole, never changed in place
     rhythm: Rhythm = field(default_factory=Rhythm)
-    enrolment: list[np.ndarray] = field(default_factory=list)  # not persisted: a restart enrols again
+    # Persisted with the device's state (float32, base64) while enrolling: a shared group's members read the
+    # state before each strip, and without it the redis backend started every device's enrolment over.
+    enrolment: list[np.ndarray] = field(default_factory=list)
     enrolment_started: float | None = None
 
     def enrol(self, window: np.ndarray, t: float, enrolment_s: float, margin: int, model: Model) -> bool:
@@ -39,16 +42,30 @@ class Adapter:
         return True
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        state: dict[str, Any] = {
             "model_version": self.model_version,
             "device": None if self.device is None else self.device.to_dict(),
             "rhythm": self.rhythm.intervals,
         }
+        if self.enrolment:
+            windows = np.stack(self.enrolment).astype("<f4")
+            state["enrolment"] = {
+                "started": self.enrolment_started,
+                "shape": list(windows.shape),
+                "float32": base64.b64encode(windows.tobytes()).decode("ascii"),
+            }
+        return state
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> Adapter:
         device = None if state["device"] is None else DeviceModel.from_dict(state["device"])
-        return cls(state["model_version"], device, Rhythm(list(state["rhythm"])))
+        adapter = cls(state["model_version"], device, Rhythm(list(state["rhythm"])))
+        if "enrolment" in state:
+            saved = state["enrolment"]
+            windows = np.frombuffer(base64.b64decode(saved["float32"]), dtype="<f4").reshape(saved["shape"])
+            adapter.enrolment = list(windows.astype(np.float64))
+            adapter.enrolment_started = saved["started"]
+        return adapter
 
 
 @dataclass
