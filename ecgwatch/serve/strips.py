@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from ecgwatch.segmentation import Strip, StripResult, Track, Window, push, warm_up
+from ecgwatch.segmentation import MAX_TS_JUMP_S, Strip, StripResult, Track, Window, push, warm_up
 from ecgwatch.serve.devices import DeviceState
 from ecgwatch.serve.messages import StripBeat
 from ecgwatch.serve.metrics import Metrics
@@ -108,10 +108,15 @@ class Streams:
         if before is not ...:
             return self._detached(job, handle, before, "redelivered")
         if stream.track is not None and strip.seq < stream.track.next_seq:
-            if strip.seq not in stream.missing:
+            if strip.seq in stream.missing:
+                stream.missing.remove(strip.seq)
+                return self._detached(job, handle, None, "late")
+            if strip.ts < stream.track.next_ts - MAX_TS_JUMP_S:  # old signal: a strip we already took
                 return StripTicket(job.device, strip.seq, handle, detached=True), None, "duplicate"
-            stream.missing.remove(strip.seq)
-            return self._detached(job, handle, None, "late")
+            # A lower seq with new signal: the watch restarted its numbering (a reboot, a reset). Before, its
+            # strips were dropped as duplicates, without a trace, until seq passed the old highest one.
+            log.info("device restarted its strip sequence", extra={"device": job.device, "seq": strip.seq})
+            stream.missing = []
         if stream.track is not None and strip.seq > stream.track.next_seq:
             # Only the last MAX_REMEMBERED_GAPS seqs are kept, so only those are listed: a jump to 2**53 - 1
             # once built a list of that length (MemoryError, a crash loop on redelivery).

@@ -177,3 +177,19 @@ def test_a_seq_jump_to_the_largest_seq_is_a_gap_not_a_crash(broker, running, tmp
     )
     assert d.health() == 200
     assert d.metrics()['ecgwatch_strips_total{outcome="gap"}'] >= 1
+
+
+def test_a_watch_that_restarts_its_numbering_is_heard(broker, running, tmp_path, model, record) -> None:
+    """Before: after a reboot (seq back to 0, new signal) every strip was dropped as a duplicate, silently."""
+    d = daemon(running, broker, tmp_path, model)
+    publisher = running["publisher"]
+    send(publisher, "reboot", [0, 1, 2, 3], record.signal)
+    wait_for(lambda: d.metric("ecgwatch_device_state_bytes_count") == 4, 60, "four strips committed")
+    send(publisher, "reboot", [1], record.signal)  # a true duplicate (old seq, old signal) is still dropped
+    wait_for(lambda: d.metrics()['ecgwatch_strips_total{outcome="duplicate"}'] == 1, 30, "the duplicate dropped")
+    later = {"seq": 0, "ts": T0 + 100, "fs": FS, "samples": record.signal[10 * STRIP : 11 * STRIP].round(4).tolist()}
+    publisher.raw("ecg/reboot/strip", json.dumps(later).encode())
+    wait_for(
+        lambda: any(e["t"] > T0 + 100 for e in beats_of(running["collector"], "reboot")), 60, "the new run's beats"
+    )
+    assert d.metrics()['ecgwatch_strips_total{outcome="duplicate"}'] == 1
