@@ -317,7 +317,10 @@ def push(track: Track | None, strip: Strip, window: Window) -> StripResult:
         context = track.tail
         start = track.end
     else:
-        track = Track(strip.fs, strip.seq, strip.ts, strip.ts, 0, np.empty(0), strip.seq, 0)
+        # A gap does not turn the lead over: the new run keeps the device's polarity and its average (before,
+        # a run after a lost strip relearnt it from one strip, and an ambiguous one marked the rest reversed).
+        polarity, average = (track.polarity, track.polarity_average) if track is not None else (1, None)
+        track = Track(strip.fs, strip.seq, strip.ts, strip.ts, 0, np.empty(0), strip.seq, 0, polarity, average)
         context, start = np.empty(0), 0
     raw = np.asarray(strip.samples, dtype=np.float64)
     segment = np.concatenate([context, raw])
@@ -329,7 +332,9 @@ def push(track: Track | None, strip: Strip, window: Window) -> StripResult:
     indices = _quality_indices(cleaned, found, strip.fs)
     own_indices = _Indices(*(v[found >= len(context)] for v in indices.__dict__.values()))
     verdict = strip_quality(raw, strip.fs, own, own_indices)
-    if verdict == "ok" and polarity * score < -REVERSED_SCORE:
+    if verdict != "ok":  # a strip of noise or a loose lead says nothing about the lead's polarity
+        polarity, average = track.polarity, track.polarity_average
+    elif polarity * score < -REVERSED_SCORE:
         # The lead looks upside down against the polarity the device's beats are cut with, and the average
         # has not turned yet (a lead reversed or a watch worn the other way): beats cut now would be
         # inverted, so none is judged until it turns (about a minute).

@@ -384,8 +384,7 @@ class Pipeline:
         beat = item.beat
         if not main.loaded.adapted or not isinstance(beat, StripBeat) or not item.scorable:
             return None
-        if not isinstance(item.output, StripTicket) or item.output.detached:
-            return None
+        # Late and redelivered strips too: once a device is fitted, none of its beats is "enrolling" again.
         device = self._fitted(beat.device_id, main)
         if device is None:
             return None

@@ -49,7 +49,7 @@ def test_device_enrols_then_its_pvcs_page_with_the_term_that_fired(
     try:
         daemon.start()
         n = 18  # three minutes: one enrolling, two judged
-        for seq in range(n):
+        for seq in [*range(10), *range(11, n), 10]:  # strip 10 arrives late, in the same burst
             samples = record.signal[seq * STRIP : (seq + 1) * STRIP].round(4).tolist()
             payload = {"seq": seq, "ts": T0 + seq * 10, "fs": FS, "samples": samples}
             publisher.raw("ecg/w106/strip", json.dumps(payload).encode())
@@ -60,6 +60,7 @@ def test_device_enrols_then_its_pvcs_page_with_the_term_that_fired(
 
         wait_for(lambda: any(e["t"] - T0 > (n - 1) * 10 for e in strip_scores()), 120, "the last strip's beats")
         wait_for(lambda: any(e["device_id"] == "beat-device" for e in collector.on("/score")), 60, "the beat")
+        wait_for(lambda: any(e.get("late") for e in strip_scores()), 60, "the late strip's beats")
         events = strip_scores()
         enrolling = [e for e in events if e.get("enrolling")]
         judged = [e for e in events if e["score"] is not None]
@@ -67,10 +68,14 @@ def test_device_enrols_then_its_pvcs_page_with_the_term_that_fired(
         assert all(e["t"] - T0 < ENROL_S + 10 for e in enrolling)
         assert all(e["score"] is None and e["anomaly"] is False for e in enrolling)
         assert len(judged) > 100  # every beat after enrolment, even those sent in the same burst
+        late = [e for e in events if e.get("late")]
+        assert late, "strip 10 was late"
+        assert not [e for e in late if e.get("enrolling")], "a late strip after enrolment is judged too"
         assert daemon.metric("ecgwatch_devices_enrolled_total") == 1
 
-        pvcs = [e for e in judged if annotated_pvc(record, e) is True]
-        normals = [e for e in judged if annotated_pvc(record, e) is False]
+        in_order = [e for e in judged if not e.get("late")]  # a late strip is scored alone: no rhythm
+        pvcs = [e for e in in_order if annotated_pvc(record, e) is True]
+        normals = [e for e in in_order if annotated_pvc(record, e) is False]
         assert len(pvcs) >= 20, "record 106 has PVCs in these minutes"
         recall = np.mean([e["anomaly"] for e in pvcs])
         false_alarms = np.mean([e["anomaly"] for e in normals])

@@ -166,3 +166,19 @@ def test_a_lead_reversed_mid_stream_is_not_judged_until_the_polarity_turns(recor
     assert reversed_strips == list(range(6, 6 + len(reversed_strips))), "one run, right after the flip"
     assert len(reversed_strips) <= 15
     assert verdicts[-10:] == ["ok"] * 10, "the polarity turned and beats are judged again"
+
+
+def test_noise_and_gaps_do_not_teach_the_lead_polarity(records) -> None:
+    """Red-team finding: after a minute of muscle noise the clean ECG that followed was marked reversed."""
+    record = records["100"]
+    rng = np.random.default_rng(0)
+    noise = 0.01 * rng.normal(0, 1.0, 6 * 3600)  # a watch put on before its electrodes touch skin
+    signal = np.concatenate([noise, record.signal[: 12 * 3600]])
+    track, verdicts = None, []
+    for seq, start in enumerate(range(0, len(signal), 3600)):
+        if seq == 14:
+            continue  # a lost strip: the next run must keep the polarity
+        result = push(track, Strip(seq, start / 360, 360, signal[start : start + 3600]), Window())
+        track, verdicts = result.track, [*verdicts, result.quality]
+    assert "reversed" not in verdicts, verdicts
+    assert verdicts[-3:] == ["ok"] * 3
