@@ -137,9 +137,15 @@ def _add_mqtt_security_flags(p: argparse.ArgumentParser) -> None:
     _setting_flag(p, "--mqtt-username", "mqtt.username", str)
     _setting_flag(p, "--mqtt-password-file", "mqtt.password_file", Path)
     p.add_argument("--mqtt-tls", dest="set.mqtt.tls.enabled", action="store_const", const=True, help="TLS, system CAs")
-    p.add_argument("--mqtt-ca-file", dest="set.mqtt.tls.ca_file", type=Path, help="CA to verify the broker (TLS)")
-    p.add_argument("--mqtt-cert-file", dest="set.mqtt.tls.cert_file", type=Path, help="client certificate (mTLS)")
-    p.add_argument("--mqtt-key-file", dest="set.mqtt.tls.key_file", type=Path, help="client certificate's key")
+    p.add_argument(
+        "--mqtt-ca-file", dest="set.mqtt.tls.ca_file", type=Path, metavar="FILE", help="CA to verify the broker (TLS)"
+    )
+    p.add_argument(
+        "--mqtt-cert-file", dest="set.mqtt.tls.cert_file", type=Path, metavar="FILE", help="client certificate (mTLS)"
+    )
+    p.add_argument(
+        "--mqtt-key-file", dest="set.mqtt.tls.key_file", type=Path, metavar="FILE", help="client certificate's key"
+    )
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:

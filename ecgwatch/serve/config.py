@@ -97,6 +97,12 @@ class MqttSettings(Section):
         for name in ("score_topic", "anomaly_topic", "episode_topic", "deadletter_topic", "status_topic"):
             if any(c in getattr(self, name) for c in "+#\x00"):
                 raise ValueError(f"{name} is a topic we publish to: it cannot hold the wildcards '+' or '#'")
+            try:  # any other placeholder ('{0}', '{user}') would fail on the first event instead of here
+                getattr(self, name).format(device="d", instance="i")
+            except (IndexError, KeyError, ValueError) as exc:
+                raise ValueError(
+                    f"{name}: only {{device}} (and {{instance}} in status_topic) may appear: {exc}"
+                ) from exc
         if self.password is not None and self.password_file is not None:
             raise ValueError("set either password or password_file, not both")
         _readable_file(self.password_file, "password_file")

@@ -53,6 +53,7 @@ def test_client_id_prefix_keeps_ids_of_clusters_sharing_a_broker_apart() -> None
         ({"ECGWATCH_MQTT__BEAT_TOPIC": "ecg/#"}, "mqtt"),
         ({"ECGWATCH_MODEL__DEVICE": "tpu"}, "model.device"),
         ({"ECGWATCH_MQTT__COLOUR": "blue"}, "mqtt.colour"),
+        ({"ECGWATCH_MQTT__SCORE_TOPIC": "ecg/{device}/{0}"}, "mqtt"),
     ],
 )
 def test_invalid_settings_name_the_setting(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], setting: str) -> None:
