@@ -273,7 +273,10 @@ def strip_quality(raw: np.ndarray, fs: float, peaks: np.ndarray, indices: _Indic
         return "saturated"
     gated = peaks[indices.amplitude >= AMPLITUDE_GATE]
     edges = np.concatenate([[0], np.sort(gated), [len(raw)]])
-    if len(gated) < MIN_BEATS or np.max(np.diff(edges)) / fs > MAX_GAP_S:
+    # A 2 s strip at 60/min holds two beats: ask for one beat per 2 s, at most MIN_BEATS (the gap test below
+    # still catches a strip with no heartbeat in it).
+    needed = min(MIN_BEATS, max(1, int(len(raw) / fs / 2)))
+    if len(gated) < needed or np.max(np.diff(edges)) / fs > MAX_GAP_S:
         return "unreadable"
     known = ~np.isnan(indices.best_correlation)
     if known.any() and np.mean(indices.noise[known] > NOISY_INDEX) > NOISY_FRACTION:
