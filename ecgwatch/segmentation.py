@@ -95,7 +95,7 @@ class Peak:
 
 @dataclass
 class Track:
-    """What a device's stream needs remembered between strips (persisted per device, a few KB)."""
+    """What a device's stream needs remembered between strips (persisted per device; its tail is most of it)."""
 
     fs: float
     next_seq: int
