@@ -335,7 +335,11 @@ def push(track: Track | None, strip: Strip, window: Window) -> StripResult:
     indices = _quality_indices(cleaned, found, strip.fs)
     own_indices = _Indices(*(v[found >= len(context)] for v in indices.__dict__.values()))
     verdict = strip_quality(raw, strip.fs, own, own_indices)
-    if verdict != "ok":  # a strip of noise or a loose lead says nothing about the lead's polarity
+    if verdict in ("leads_off", "saturated") or (verdict != "ok" and track.polarity_average is None):
+        # No ECG in it, or a device's first strips of noise (a watch put on before its electrodes touch):
+        # they say nothing about the lead's polarity, which was learnt from them and then marked the clean ECG
+        # that followed reversed. Noisy strips later on still count: a lead turned over often reads as noisy
+        # at first, and skipping those kept a reversed lead unjudged for minutes.
         polarity, average = track.polarity, track.polarity_average
     elif polarity * score < -REVERSED_SCORE:
         # The lead looks upside down against the polarity the device's beats are cut with, and the average
