@@ -57,6 +57,14 @@ def _add_recipe(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target-fpr", type=float, default=0.01, help="false-alarm rate the threshold is calibrated to")
 
 
+def _add_population_recipe(p: argparse.ArgumentParser) -> None:
+    _add_common(p)
+    p.add_argument("--epochs", type=int, default=PopulationConfig.epochs, help="population model epochs (per fold)")
+    p.add_argument(
+        "--beats-per-epoch", type=int, default=PopulationConfig.beats_per_epoch, help="beats drawn each epoch"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ecgwatch-train", description=__doc__, formatter_class=_Help)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -100,21 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--epochs", type=int, default=10, help="epochs per variant")
     rep.add_argument("--max-images", type=int, help="use only the first N train and test images (a quick look)")
     cp = sub.add_parser("crossperson", help="leave-one-person-out study on MIT-BIH records; markdown, JSON and PNG")
-    _add_common(cp)
+    _add_population_recipe(cp)
     cp.add_argument("--out", required=True, type=Path, help="report directory (fold models are kept there)")
-    cp.add_argument("--epochs", type=int, default=PopulationConfig.epochs, help="population model epochs per fold")
-    cp.add_argument(
-        "--beats-per-epoch", type=int, default=PopulationConfig.beats_per_epoch, help="beats drawn each epoch"
-    )
     cp.add_argument("--enrolment-s", type=float, default=ENROLMENT_S, help="each person's unlabelled enrolment")
     cp.add_argument("--ecg5000-model", type=Path, default=artifact.REFERENCE_MODEL_DIR, help="the one-person model")
     po = sub.add_parser("population", help="train the population model on every MIT-BIH record; write the artifact")
-    _add_common(po)
+    _add_population_recipe(po)
     po.add_argument("--out", required=True, type=Path, help="artifact directory to write")
-    po.add_argument("--epochs", type=int, default=PopulationConfig.epochs, help="training epochs")
-    po.add_argument(
-        "--beats-per-epoch", type=int, default=PopulationConfig.beats_per_epoch, help="beats drawn each epoch"
-    )
     st = sub.add_parser("strips-report", help="MIT-BIH records as strips through the daemon's path, scored by a model")
     _add_common(st)
     st.add_argument("--model", type=Path, default=artifact.REFERENCE_MODEL_DIR, help="model artifact directory")

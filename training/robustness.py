@@ -220,14 +220,14 @@ def run(
     """Every condition on both paths; writes robustness.json, robustness.md and robustness.png to ``out``."""
     paths: dict[str, dict[str, Outcome]] = {}
     population = artifact.load(artifact.POPULATION_MODEL_DIR)
-    for condition in tqdm(conditions, desc="robustness", unit="condition"):
+    reference = artifact.load(artifact.REFERENCE_MODEL_DIR)
+    test = None if ecg5000 is None else make_split(ecg5000, reference.metadata["data"]["split_seed"]).test
+    for condition in tqdm(conditions, desc="robustness", unit="condition", disable=None):
         pooled = Outcome()
         for record in records:
             pooled.add(strips_outcome(record, condition, population, enrol_s))
         paths.setdefault(f"strips: population model `{population.version}`, adapted", {})[condition.name] = pooled
-        if ecg5000 is not None:
-            reference = artifact.load(artifact.REFERENCE_MODEL_DIR)
-            test = make_split(ecg5000, reference.metadata["data"]["split_seed"]).test
+        if test is not None:
             name = f"pre-cut beats: ECG5000 model `{reference.version}`"
             paths.setdefault(name, {})[condition.name] = beats_outcome(test, condition, reference)
     report = _report(paths, [r.name for r in records], enrol_s)

@@ -73,14 +73,14 @@ def record_of(person: Person, minutes: float) -> Record:
     return Record(f"ecgsyn-{person.seed}", signal, FS, peaks, np.zeros(len(peaks), dtype=bool))
 
 
-def false_alarms(record: Record, enrol_s: float = ENROLMENT_S) -> dict[str, Any]:
+def false_alarms(
+    record: Record, population: artifact.LoadedModel, reference: artifact.LoadedModel, enrol_s: float = ENROLMENT_S
+) -> dict[str, Any]:
     """Flagged / judged normal beats after enrolment: the population model adapted, and the ECG5000 model."""
-    population = artifact.load(artifact.POPULATION_MODEL_DIR)
     rules = Rules.from_metadata(population.metadata["score"].get("rules", {}))
     streamed = stream_record(record, population.window)
     scored = device_scores(streamed, lstm(population.recurrent()), population.window, rules, enrol_s)
     adapted = scored.metrics()
-    reference = artifact.load(artifact.REFERENCE_MODEL_DIR)
     rr = stream_record(record, Window())
     later = [b.window for b in rr.beats if b.window is not None and b.t >= enrol_s and b.quality == "ok"]
     own = Scorer(reference, torch.device("cpu")).score(np.stack(later)).scores > reference.threshold
@@ -94,7 +94,10 @@ def false_alarms(record: Record, enrol_s: float = ENROLMENT_S) -> dict[str, Any]
 
 
 def run(people: int, minutes: float, out: Path, enrol_s: float = ENROLMENT_S) -> dict[str, Any]:
-    rows = [false_alarms(record_of(Person.draw(seed), minutes), enrol_s) for seed in range(people)]
+    population, reference = artifact.load(artifact.POPULATION_MODEL_DIR), artifact.load(artifact.REFERENCE_MODEL_DIR)
+    rows = [
+        false_alarms(record_of(Person.draw(seed), minutes), population, reference, enrol_s) for seed in range(people)
+    ]
     pooled = {k: sum(r[k] for r in rows) for k in ("beats", "adapted_false_alarms", "ecg5000_false_alarms")}
     pooled["ecg5000_beats"] = sum(r["ecg5000_beats"] for r in rows)
     report = {"people": rows, "pooled": pooled, "minutes": minutes, "enrolment_s": enrol_s}
