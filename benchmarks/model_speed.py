@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from benchmarks._common import report
-from ecgwatch import adaptation, artifact
+from ecgwatch import artifact
 from ecgwatch.datasets import data_dir
 from ecgwatch.datasets.mitbih import load_record
+from ecgwatch.detection import adaptation
 from ecgwatch.scorer import Scorer
 from training.crossperson import lstm
 from training.mitbih_eval import stream_record

@@ -22,7 +22,7 @@ from benchmarks.serve_throughput import PUBLISHERS, blast, scrape_all, serving_d
 from ecgwatch.datasets import data_dir
 from ecgwatch.datasets.mitbih import load_record
 from ecgwatch.demo.brokers import mosquitto
-from ecgwatch.segmentation import Strip, Window, push
+from ecgwatch.detection.segmentation import Strip, Window, push
 
 RECORDS = ("100", "106", "114", "121")  # one per watch
 STRIP_S = 10.0

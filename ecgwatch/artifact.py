@@ -25,9 +25,9 @@ from safetensors import SafetensorError
 
 import ecgwatch
 from ecgwatch.artifact_schema import FORMAT, FORMAT_VERSION, problems
+from ecgwatch.detection.segmentation import Window
 from ecgwatch.models.image import IMAGE_ARCHITECTURE, ImageAEConfig, build_image_model
 from ecgwatch.models.recurrent import ARCHITECTURE, RecurrentAEConfig, RecurrentAutoencoder
-from ecgwatch.segmentation import Window
 from ecgwatch.shipped import DENOISER_MODEL_DIR, POPULATION_MODEL_DIR, REFERENCE_MODEL_DIR, ArtifactError
 
 __all__ = [
@@ -100,7 +100,7 @@ class LoadedModel:
 
     @property
     def adapted(self) -> bool:
-        """Scored against each device's own enrolment (ecgwatch.adaptation) rather than one fixed rule."""
+        """Scored against each device's own enrolment (ecgwatch.detection.adaptation) rather than one fixed rule."""
         return str(self.metadata["score"].get("kind")) == "device-adapted"
 
 

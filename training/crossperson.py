@@ -28,12 +28,13 @@ import torch
 from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score
 
-from ecgwatch import adaptation, artifact
-from ecgwatch.adaptation import Rhythm, Rules
+from ecgwatch import artifact
 from ecgwatch.datasets.mitbih import load_record, records_in
+from ecgwatch.detection import adaptation
+from ecgwatch.detection.adaptation import Rhythm, Rules
+from ecgwatch.detection.segmentation import Window
 from ecgwatch.preprocess import zscore
 from ecgwatch.scorer import Scorer, reconstruct_and_embed
-from ecgwatch.segmentation import Window
 from training.mitbih_eval import StreamedRecord, stream_record
 from training.population import THRESHOLD, WINDOW, PersonBeats, PopulationConfig, metadata, normal_beats, train
 
@@ -66,7 +67,7 @@ class Scored:
 
 
 def device_scores(streamed: StreamedRecord, model: Model, window: Window, rules: Rules, enrol_s: float) -> Scored:
-    """The adapted score of every beat after enrolment, as the daemon computes it (see ecgwatch.adaptation)."""
+    """The adapted score of every beat after enrolment, as the daemon computes it (ecgwatch.detection.adaptation)."""
     beats = streamed.beats
     has = np.array([b.window is not None for b in beats])
     t = np.array([b.t for b in beats])

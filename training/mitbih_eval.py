@@ -1,9 +1,9 @@
 """Other people's ECG through the daemon's own path, offline: MIT-BIH records streamed as strips, segmented
-with :mod:`ecgwatch.segmentation`, scored with a model artifact, matched to the cardiologists' annotations.
+with :mod:`ecgwatch.detection.segmentation`, scored with a model artifact, matched to the cardiologists' annotations.
 
 ``ecgwatch-train strips-report`` writes, per record: beats found against the annotations, the false-alarm
 rate on non-PVC beats with and without the quality gate, PVC recall, and the episodes a day a device would
-raise (:mod:`ecgwatch.episodes`, the daemon's rules).
+raise (:mod:`ecgwatch.detection.episodes`, the daemon's rules).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import torch
 
 from ecgwatch import artifact
 from ecgwatch.datasets.mitbih import Record, load_record, records_in
-from ecgwatch.episodes import DeviceEpisodes, Rules, observe_beat, observe_unreadable
+from ecgwatch.detection.episodes import DeviceEpisodes, Rules, observe_beat, observe_unreadable
+from ecgwatch.detection.segmentation import FoundBeat, Strip, Window, push
 from ecgwatch.scorer import Scorer
-from ecgwatch.segmentation import FoundBeat, Strip, Window, push
 
 STRIP_S = 10.0
 TOLERANCE_S = 0.150

@@ -1,7 +1,7 @@
 """The population model: the LSTM autoencoder fitted on many people's normal beats, cut the way the daemon
-cuts strips (fixed windows around the R peak, :class:`ecgwatch.segmentation.Window`).
+cuts strips (fixed windows around the R peak, :class:`ecgwatch.detection.segmentation.Window`).
 
-Beats come from MIT-BIH records streamed through :mod:`ecgwatch.segmentation` exactly as the daemon does it;
+Beats come from MIT-BIH records streamed through :mod:`ecgwatch.detection.segmentation` exactly as the daemon does it;
 the annotations only say which found beats are PVCs (left out: the model learns normal beats). Each record's
 beats are divided by that person's amplitude scale, as a device's are after enrolment. Every epoch re-draws
 the beats with random shift, time warp, noise and gain, so the model does not learn one cut.
@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from ecgwatch import artifact
-from ecgwatch.adaptation import ALIGN_SAMPLES, Rules, amplitude_of, center
 from ecgwatch.datasets.mitbih import Record
+from ecgwatch.detection.adaptation import ALIGN_SAMPLES, Rules, amplitude_of, center
+from ecgwatch.detection.segmentation import Window
 from ecgwatch.models import RecurrentAEConfig, RecurrentAutoencoder
-from ecgwatch.segmentation import Window
 from training.mitbih_eval import StreamedRecord, stream_record
 from training.progress import batches
 

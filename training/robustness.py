@@ -37,11 +37,11 @@ from scipy import signal as sps
 from tqdm import tqdm
 
 from ecgwatch import artifact
-from ecgwatch.adaptation import Rules
 from ecgwatch.datasets import make_split
 from ecgwatch.datasets.ecg5000 import Beats
 from ecgwatch.datasets.ecg_artifacts import ARTIFACTS, apply
 from ecgwatch.datasets.mitbih import Record
+from ecgwatch.detection.adaptation import Rules
 from ecgwatch.scorer import Scorer
 from training.crossperson import device_scores, lstm
 from training.mitbih_eval import StreamedRecord, stream_record
@@ -126,7 +126,9 @@ def first_minutes(record: Record, minutes: float) -> Record:
     """The record's first ``minutes`` (a quick look; the report uses whole records)."""
     end = int(minutes * 60 * record.fs)
     keep = record.beats < end
-    return dataclasses.replace(record, signal=record.signal[:end], beats=record.beats[keep], pvc=record.pvc[keep])
+    return dataclasses.replace(
+        record, signal=record.signal[:end], beats=record.beats[keep], symbols=record.symbols[keep]
+    )
 
 
 def perturbed_record(record: Record, condition: Condition, after_s: float, seed: int) -> Record:

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from ecgwatch import artifact
-from ecgwatch.adaptation import Rules
 from ecgwatch.datasets.mitbih import Record
+from ecgwatch.detection.adaptation import Rules
+from ecgwatch.detection.segmentation import Window
 from ecgwatch.scorer import Scorer
-from ecgwatch.segmentation import Window
 from training.crossperson import device_scores, lstm
 from training.mitbih_eval import stream_record
 from training.population import ENROLMENT_S
@@ -70,7 +70,7 @@ def record_of(person: Person, minutes: float) -> Record:
     )
     signal = np.asarray(signal) * person.gain
     peaks = np.asarray(nk.ecg_peaks(signal, sampling_rate=int(FS))[1]["ECG_R_Peaks"], dtype=int)
-    return Record(f"ecgsyn-{person.seed}", signal, FS, peaks, np.zeros(len(peaks), dtype=bool))
+    return Record(f"ecgsyn-{person.seed}", signal, FS, peaks, np.full(len(peaks), "N"))
 
 
 def false_alarms(

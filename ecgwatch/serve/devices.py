@@ -1,8 +1,8 @@
-"""What the publishing thread keeps per device: its episodes and its adaptation (see ecgwatch.adaptation).
+"""What the publishing thread keeps per device: its episodes and its adaptation (see ecgwatch.detection.adaptation).
 
 Beats reach the publishing thread in time order per device, so this is where a device enrols (its first
 ``enrolment_s`` of readable beats, no labels), where its rhythm history grows, and where its episodes open and
-close. The scoring thread only reads a device's fitted :class:`~ecgwatch.adaptation.DeviceModel` to align and
+close. The scoring thread only reads a device's fitted :class:`~ecgwatch.detection.adaptation.DeviceModel` to align and
 scale the device's beats before the model sees them.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ecgwatch.adaptation import MIN_ENROLMENT_BEATS, DeviceModel, Model, Rhythm, fit
-from ecgwatch.episodes import DeviceEpisodes
+from ecgwatch.detection.adaptation import MIN_ENROLMENT_BEATS, DeviceModel, Model, Rhythm, fit
+from ecgwatch.detection.episodes import DeviceEpisodes
 
 
 @dataclass

@@ -17,8 +17,8 @@ from typing import Any, TypeGuard
 import numpy as np
 import orjson
 
+from ecgwatch.detection.segmentation import FoundBeat, Strip
 from ecgwatch.preprocess import resample_linear
-from ecgwatch.segmentation import FoundBeat, Strip
 
 
 class InvalidBeat(ValueError):

@@ -23,10 +23,10 @@ import orjson
 import paho.mqtt.client as mqtt
 import torch
 
-from ecgwatch import adaptation
-from ecgwatch.adaptation import DeviceModel
-from ecgwatch.adaptation import Rules as ScoreRules
-from ecgwatch.episodes import Event, Rules, observe_beat, observe_unreadable
+from ecgwatch.detection import adaptation
+from ecgwatch.detection.adaptation import DeviceModel
+from ecgwatch.detection.adaptation import Rules as ScoreRules
+from ecgwatch.detection.episodes import Event, Rules, observe_beat, observe_unreadable
 from ecgwatch.scorer import Reconstruction, Scorer
 from ecgwatch.serve.config import Settings
 from ecgwatch.serve.devices import DeviceState
@@ -332,7 +332,7 @@ class Pipeline:
     def _adapted_event(
         self, item: Pending, part: Part, k: int, rhythm: tuple[float, float] | None, timing: dict[str, float]
     ) -> dict[str, object]:
-        """Score one beat against its device (see ecgwatch.adaptation): the event says which term fired."""
+        """Score one beat against its device (see ecgwatch.detection.adaptation): the event says which term fired."""
         assert part.devices is not None
         loaded, rec = part.scorer.loaded, part.reconstruction
         device, rules = part.devices[k], ScoreRules.from_metadata(loaded.metadata["score"].get("rules", {}))

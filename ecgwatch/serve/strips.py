@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from ecgwatch.segmentation import MAX_TS_JUMP_S, Strip, StripResult, Track, Window, push, warm_up
+from ecgwatch.detection.segmentation import MAX_TS_JUMP_S, Strip, StripResult, Track, Window, push, warm_up
 from ecgwatch.serve.devices import DeviceState
 from ecgwatch.serve.messages import StripBeat
 from ecgwatch.serve.metrics import Metrics

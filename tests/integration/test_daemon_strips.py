@@ -12,7 +12,7 @@ import pytest
 
 from ecgwatch.datasets.mitbih import Record, load_record
 from ecgwatch.demo.brokers import Mosquitto
-from ecgwatch.segmentation import Strip, Window, push
+from ecgwatch.detection.segmentation import Strip, Window, push
 from tests.factories import make_model
 from tests.integration.harness import Collector, Daemon, Publisher, wait_for
 

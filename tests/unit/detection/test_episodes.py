@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ecgwatch.episodes import DeviceEpisodes, Rules, observe_beat, observe_unreadable
+from ecgwatch.detection.episodes import DeviceEpisodes, Rules, observe_beat, observe_unreadable
 
 RULES = Rules()
 

@@ -14,9 +14,10 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from ecgwatch import adaptation, artifact
-from ecgwatch.adaptation import DeviceModel, Rhythm, Rules
+from ecgwatch import artifact
 from ecgwatch.datasets.mitbih import load_record
+from ecgwatch.detection import adaptation
+from ecgwatch.detection.adaptation import DeviceModel, Rhythm, Rules
 from ecgwatch.scorer import Scorer
 from training.mitbih_eval import stream_record
 

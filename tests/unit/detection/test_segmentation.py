@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ecgwatch.datasets.mitbih import Record, load_record
-from ecgwatch.segmentation import FoundBeat, Strip, Track, Window, continues, push
+from ecgwatch.detection.segmentation import FoundBeat, Strip, Track, Window, continues, push
 
 TOLERANCE_S = 0.150
 
