@@ -19,7 +19,7 @@ import torch
 from ecgwatch import artifact
 from ecgwatch.datasets.mitbih import Record, load_record, records_in
 from ecgwatch.detection.episodes import DeviceEpisodes, Rules, observe_beat, observe_unreadable
-from ecgwatch.detection.segmentation import FoundBeat, Strip, Window, push
+from ecgwatch.detection.segmentation import FoundBeat, Strip, Window, close, push
 from ecgwatch.scorer import Scorer
 
 STRIP_S = 10.0
@@ -55,6 +55,8 @@ def stream_record(record: Record, window: Window | None = None, strip_s: float =
         result = push(track, Strip(seq, start / record.fs, record.fs, samples), window or Window())
         track, beats = result.track, beats + result.beats
         strips.append((start / record.fs, len(samples) / record.fs, result.quality))
+    if track is not None:  # the stream ends: its last beats come out, as the daemon lets them out when idle
+        beats += close(track, window or Window())[1]
     return StreamedRecord(record, beats, match(record, beats), strips)
 
 

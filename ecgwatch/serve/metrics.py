@@ -18,7 +18,7 @@ from prometheus_client import (
 )
 
 from ecgwatch.detection.episodes import KINDS
-from ecgwatch.detection.segmentation import QUALITY_REASONS
+from ecgwatch.detection.quality import QUALITY_REASONS
 from ecgwatch.serve.messages import REASONS
 
 # Inference on CPU takes ~1-50 ms per micro-batch; end-to-end adds the batching wait and MQTT round trips.

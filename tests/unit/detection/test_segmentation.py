@@ -10,18 +10,22 @@ import numpy as np
 import pytest
 
 from ecgwatch.datasets.mitbih import Record, load_record
-from ecgwatch.detection.segmentation import FoundBeat, Strip, Track, Window, continues, push
+from ecgwatch.detection.segmentation import MIN_DELAY_S, FoundBeat, Strip, Track, Window, close, continues, push
 
 TOLERANCE_S = 0.150
 
 
 @pytest.fixture(scope="module")
 def records(data_root: Path) -> dict[str, Record]:
-    return {name: load_record(data_root / "mitbih", name) for name in ("100", "102", "105", "106", "114", "121")}
+    names = ("100", "102", "105", "106", "108", "114", "121", "203", "205")
+    return {name: load_record(data_root / "mitbih", name) for name in names}
 
 
-def stream(signal: np.ndarray, fs: float, lengths: list[int], drop: set[int] | None = None) -> list[FoundBeat]:
-    """Push ``signal`` as consecutive strips of the given lengths (cycled), skipping the seqs in ``drop``."""
+def stream(
+    signal: np.ndarray, fs: float, lengths: list[int], drop: set[int] | None = None, end: bool = False
+) -> list[FoundBeat]:
+    """Push ``signal`` as consecutive strips of the given lengths (cycled), skipping the seqs in ``drop``;
+    ``end``: then close the run, as the daemon does when the device goes quiet."""
     track, beats, start, seq = None, [], 0, 0
     while start < len(signal):
         length = lengths[seq % len(lengths)]
@@ -29,6 +33,8 @@ def stream(signal: np.ndarray, fs: float, lengths: list[int], drop: set[int] | N
             result = push(track, Strip(seq, 1_700_000_000 + start / fs, fs, signal[start : start + length]), Window())
             track, beats = result.track, beats + result.beats
         start, seq = start + length, seq + 1
+    if end and track is not None:
+        beats += close(track, Window())[1]
     return beats
 
 
@@ -52,7 +58,7 @@ def matched(reference: np.ndarray, found: np.ndarray, tolerance: int) -> int:
 @cache
 def _ten_second_strips(name: str, data_root: str) -> tuple[np.ndarray, list[FoundBeat]]:
     record = load_record(Path(data_root) / "mitbih", name)
-    return record.beats, stream(record.signal, record.fs, [3600])
+    return record.beats, stream(record.signal, record.fs, [3600], end=True)
 
 
 def test_detection_meets_the_target_on_every_record_streamed_as_strips(records, data_root) -> None:
@@ -63,12 +69,57 @@ def test_detection_meets_the_target_on_every_record_streamed_as_strips(records, 
         hits = matched(reference, found, round(TOLERANCE_S * record.fs))
         sensitivity, predictivity = hits / len(reference), hits / len(found)
         totals += (hits, len(reference), len(found))
-        floor = 0.99 if name == "105" else 0.995  # 105 is the database's noisiest record
+        # 105 is the database's noisiest record, 108 has P waves as tall as its QRS, 203 multiform ventricular
+        # tachycardia in atrial fibrillation: their floors are what a classic detector reaches on them.
+        floor = {"105": 0.985, "108": 0.96, "203": 0.97}.get(name, 0.995)
         assert sensitivity >= floor, (name, sensitivity)
         assert predictivity >= floor, (name, predictivity)
-        assert np.min(np.diff(found)) >= 0.2 * record.fs, f"{name}: a beat found twice"
-    assert totals[0] / totals[1] >= 0.995
-    assert totals[0] / totals[2] >= 0.995
+        assert np.min(np.diff(found)) >= MIN_DELAY_S * record.fs, f"{name}: a beat found twice"
+    assert totals[0] / totals[1] >= 0.994  # with 108 and 203 in; all 22 DS1 people: docs/segmentation.md
+    assert totals[0] / totals[2] >= 0.993
+
+
+def respaced(record: Record, bpm: float, seconds: float) -> tuple[np.ndarray, np.ndarray]:
+    """Real beats (QRS and T of record 100) laid ``60 / bpm`` apart, overlapping where they must: a fast heart."""
+    fs, rr = record.fs, 60.0 / bpm
+    before, after, edge = round(0.08 * fs), round(0.30 * fs), round(0.03 * fs)
+    taper = np.ones(before + after)
+    taper[:edge], taper[-edge:] = np.hanning(2 * edge)[:edge], np.hanning(2 * edge)[edge:]
+    out, peaks = np.zeros(round((seconds + 2) * fs)), []
+    for i, r in enumerate(record.beats[5 : 5 + int(seconds / rr)]):
+        centre = round(fs + i * rr * fs)
+        piece = record.signal[r - before : r + after]
+        out[centre - before : centre + after] += (piece - np.median(piece)) * taper
+        peaks.append(centre)
+    return out, np.array(peaks)
+
+
+@pytest.mark.parametrize("bpm", [150, 200, 240, 300])
+def test_every_beat_of_a_fast_heart_is_found(records, bpm) -> None:
+    """Ventricular tachycardia and flutter run at 150-300/min; NeuroKit's 0.3 s spacing found 104 of 200 beats
+    at 200/min, all "ok", read as 100/min."""
+    signal, peaks = respaced(records["100"], bpm, 60.0)
+    beats = stream(signal, 360, [3600], end=True)
+    found = positions(beats, 360)
+    assert matched(peaks, found, round(0.3 * 60 / bpm * 360)) >= len(peaks) - 1
+    assert len(found) <= len(peaks) + 1
+    rr = np.median([b.rr_s for b in beats if b.rr_s is not None])
+    assert rr == pytest.approx(60 / bpm, rel=0.02)
+    assert np.mean([b.quality == "ok" for b in beats]) >= 0.95
+
+
+def test_closing_a_run_lets_its_last_beats_out_once(records) -> None:
+    record = records["100"]
+    open_run = stream(record.signal[: 60 * 360], 360, [3600])
+    closed = stream(record.signal[: 60 * 360], 360, [3600], end=True)
+    assert len(closed) == len(open_run) + 2  # the beat in the last strip's guard span and the last one
+    assert [b.t for b in closed[: len(open_run)]] == [b.t for b in open_run]
+    assert closed[-1].quality == "incomplete"
+    track = push(None, Strip(0, 0.0, 360, record.signal[:3600]), Window()).track
+    track, last = close(track, Window())
+    assert last
+    assert close(track, Window())[1] == []  # closed once
+    assert not continues(track, Strip(1, 10.0, 360, record.signal[3600:7200]))
 
 
 def test_strip_length_polarity_scale_and_offset_do_not_change_the_beats(records, data_root) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from ecgwatch.detection.episodes import KINDS
-from ecgwatch.detection.segmentation import QUALITY_REASONS
+from ecgwatch.detection.quality import QUALITY_REASONS
 from ecgwatch.serve.messages import REASONS
 
 ROOT = Path(__file__).resolve().parents[3]
