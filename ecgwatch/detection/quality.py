@@ -18,6 +18,7 @@ WINDOW_BEFORE_S, WINDOW_AFTER_S = 0.25, 0.40  # the span the quality indices loo
 NOISY_INDEX, NOISY_INDEX_WITH_ODD_SHAPE, ODD_SHAPE = 0.05, 0.03, 0.7
 MIN_BEATS, MAX_GAP_S, RAIL_FRACTION = 3, 3.0, 0.01
 CHAOS_CORRELATION, CHAOS_FRACTION, NOISY_FRACTION, SPIKE_RATIO = 0.8, 0.25, 0.25, 4.0
+PEAKY = 5.0  # beats unlike each other in a strip this peaky are ECG (multiform PVCs, AF), not noise
 QUALITY_REASONS = ("ok", "noisy", "unreadable", "saturated", "leads_off", "reversed", "incomplete")
 
 
@@ -72,7 +73,7 @@ def beat_quality(indices: Indices) -> list[str]:
     return ["noisy" if flag else "ok" for flag in noisy]
 
 
-def strip_quality(raw: np.ndarray, fs: float, peaks: np.ndarray, indices: Indices) -> str:
+def strip_quality(raw: np.ndarray, cleaned: np.ndarray, fs: float, peaks: np.ndarray, indices: Indices) -> str:
     """The strip's verdict: "ok", or why its beats cannot be trusted (then every beat in it carries it)."""
     if not np.ptp(raw) > 0 or _flat_fraction(raw, fs) > 0.5:
         return "leads_off"
@@ -90,11 +91,22 @@ def strip_quality(raw: np.ndarray, fs: float, peaks: np.ndarray, indices: Indice
     known = ~np.isnan(indices.best_correlation)
     if known.any() and np.mean(indices.noise[known] > NOISY_INDEX) > NOISY_FRACTION:
         return "noisy"
-    if known.any() and np.mean(indices.best_correlation[known] < CHAOS_CORRELATION) > CHAOS_FRACTION:
+    if (
+        known.any()
+        and np.mean(indices.best_correlation[known] < CHAOS_CORRELATION) > CHAOS_FRACTION
+        and kurtosis(cleaned) < PEAKY
+    ):
         return "unreadable"
     if indices.amplitude.max(initial=0.0) > SPIKE_RATIO:
         return "unreadable"
     return "ok"
+
+
+def kurtosis(x: np.ndarray) -> float:
+    """Pearson's kurtosis: ECG's sharp QRS complexes make it peaky (zhao2018's kSQI: > 5 for usable ECG)."""
+    centred = x - x.mean()
+    variance = float(np.mean(centred**2))
+    return float(np.mean(centred**4) / variance**2) if variance > 0 else 0.0
 
 
 def _flat_fraction(raw: np.ndarray, fs: float) -> float:

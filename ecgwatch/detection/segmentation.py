@@ -303,7 +303,7 @@ def push(track: Track | None, strip: Strip, window: Window) -> StripResult:
     own = found[found >= len(context)] - len(context)
     indices = quality_indices(cleaned, found, strip.fs)
     own_indices = Indices(*(v[found >= len(context)] for v in indices.__dict__.values()))
-    verdict = strip_quality(raw, strip.fs, own, own_indices)
+    verdict = strip_quality(raw, cleaned[len(context) :], strip.fs, own, own_indices)
     if verdict in ("leads_off", "saturated") or (verdict != "ok" and track.polarity_average is None):
         # No ECG in it, or a device's first strips of noise (a watch put on before its electrodes touch):
         # they say nothing about the lead's polarity, which was learnt from them and then marked the clean ECG
