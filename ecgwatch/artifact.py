@@ -19,12 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import safetensors.numpy
 import safetensors.torch
 import torch
 from safetensors import SafetensorError
 
 import ecgwatch
 from ecgwatch.artifact_schema import FORMAT, FORMAT_VERSION, problems
+from ecgwatch.detection import features
+from ecgwatch.detection.classifier import Trees
+from ecgwatch.detection.device import Classifiers
 from ecgwatch.detection.segmentation import Window
 from ecgwatch.models.image import IMAGE_ARCHITECTURE, ImageAEConfig, build_image_model
 from ecgwatch.models.recurrent import ARCHITECTURE, RecurrentAEConfig, RecurrentAutoencoder
@@ -42,6 +46,7 @@ __all__ = [
 
 WEIGHTS_FILE = "model.safetensors"
 METADATA_FILE = "model.json"
+DETECTOR_FILE = "detector.safetensors"  # the beat classifier's trees (ecgwatch.detection.classifier)
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,7 @@ class LoadedModel:
     model: torch.nn.Module
     metadata: dict[str, Any]
     path: Path
+    classifiers: Classifiers | None = None  # the beat classifier, for models that classify strip beats
 
     def recurrent(self) -> RecurrentAutoencoder:
         """The model as the ECG autoencoder, or an ArtifactError saying this artifact is something else."""
@@ -228,12 +234,63 @@ def _smoke_test(model: torch.nn.Module, architecture: str, directory: Path) -> N
         raise ArtifactError(f"{directory}: the model produces non-finite output on a test input")
 
 
-def load(directory: Path | str) -> LoadedModel:
-    """Load and verify an artifact: schema, weights hash, architecture fit, and a test forward pass."""
+def load(directory: Path | str, serving: bool = True) -> LoadedModel:
+    """Load and verify an artifact: schema, weights hash, architecture fit, a test forward pass, and the beat
+    classifier where the model has one (``serving``: a device-adapted model must have one; training's fold
+    autoencoders, which only produce terms, need not)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise ArtifactError(f"{directory}: model directory does not exist")
     metadata = read_metadata(directory)
     model = _build(metadata, _load_weights(directory, metadata), directory)
     _smoke_test(model, metadata["architecture"], directory)
-    return LoadedModel(model=model, metadata=metadata, path=directory)
+    classifiers = _load_classifiers(directory, metadata)
+    if serving and classifiers is None and str(metadata.get("score", {}).get("kind")) == "device-adapted":
+        raise ArtifactError(
+            f"{directory / METADATA_FILE}: a device-adapted model needs its beat classifier ({DETECTOR_FILE} and "
+            "a 'detection' section); attach one with ecgwatch-train crossperson --attach"
+        )
+    return LoadedModel(model=model, metadata=metadata, path=directory, classifiers=classifiers)
+
+
+def attach_classifiers(directory: Path, classifiers: Classifiers, extra: dict[str, Any]) -> None:
+    """Add (or replace) the beat classifier of the model in ``directory``, each file moved in whole."""
+    metadata = read_metadata(directory)
+    with tempfile.TemporaryDirectory(dir=directory) as tmp:
+        arrays_tmp = Path(tmp) / DETECTOR_FILE
+        safetensors.numpy.save_file(classifiers.trees.to_arrays("ventricular"), str(arrays_tmp))
+        metadata["detection"] = {
+            **extra,
+            "file": DETECTOR_FILE,
+            "sha256": _sha256(arrays_tmp),
+            "features": list(classifiers.trees.names),
+            "threshold": classifiers.threshold,
+            "fibrillation_threshold": classifiers.fibrillation_threshold,
+        }
+        meta_tmp = Path(tmp) / METADATA_FILE
+        meta_tmp.write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+        for written in (arrays_tmp, meta_tmp):
+            written.chmod(0o644)
+        arrays_tmp.replace(directory / DETECTOR_FILE)
+        meta_tmp.replace(directory / METADATA_FILE)
+
+
+def _load_classifiers(directory: Path, metadata: dict[str, Any]) -> Classifiers | None:
+    section = metadata.get("detection")
+    if section is None:
+        return None
+    path = directory / DETECTOR_FILE
+    if not path.is_file():
+        raise ArtifactError(f"{path}: missing; {METADATA_FILE} names a beat classifier")
+    if _sha256(path) != section["sha256"]:
+        raise ArtifactError(f"{path}: sha256 does not match {METADATA_FILE}; the classifier is corrupt or another's")
+    if tuple(section["features"]) != features.NAMES:
+        raise ArtifactError(
+            f"{directory / METADATA_FILE}: the classifier was trained on other features than this ecgwatch "
+            "computes; retrain it (ecgwatch-train crossperson --attach) or use the ecgwatch it came with"
+        )
+    try:
+        trees = Trees.from_arrays(safetensors.numpy.load_file(str(path)), "ventricular", features.NAMES)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ArtifactError(f"{path}: not a usable beat classifier: {exc}") from None
+    return Classifiers(trees, float(section["threshold"]), float(section["fibrillation_threshold"]))

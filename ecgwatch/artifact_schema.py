@@ -38,6 +38,14 @@ class Threshold(_Section):
     value: FiniteFloat
 
 
+class Detection(_Section):
+    file: str = Field(min_length=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    features: list[str]
+    threshold: FiniteFloat = Field(gt=0, lt=1)
+    fibrillation_threshold: FiniteFloat = Field(gt=0, lt=1)
+
+
 class ModelDocument(_Section):
     format: Literal["ecgwatch-model"]
     format_version: Literal[1]
@@ -49,6 +57,7 @@ class ModelDocument(_Section):
     # The score rule's shapes depend on the network's sizes: ScoreRule.from_metadata checks its contents.
     score: dict[str, Any] | None = None
     threshold: Threshold | None = None
+    detection: Detection | None = None
 
     @model_validator(mode="after")
     def _scoring_sections(self) -> ModelDocument:

@@ -13,11 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
+from ecgwatch.artifact import LoadedModel
 from ecgwatch.detection import adaptation, features
 from ecgwatch.detection.classifier import Trees
 from ecgwatch.detection.device import Classifiers, DeviceDetector, Verdict
 from ecgwatch.detection.segmentation import Window
+from ecgwatch.scorer import reconstruct_and_embed
 from training.mitbih_eval import StreamedRecord
 
 Model = adaptation.Model
@@ -63,7 +66,7 @@ def ae_terms(streamed: StreamedRecord, model: Model, window: Window, enrol_s: fl
     later = has & (t >= enrol_s)
     x = adaptation.prepare(device, windows[later], window.margin)
     recon, embedding = model(x)
-    terms = adaptation.terms(device, x, recon, embedding, (np.zeros(len(x)), np.zeros(len(x))), adaptation.Rules.window)
+    terms = adaptation.terms(device, x, recon, embedding)
     out[later] = np.column_stack([terms.morphology, terms.embedding])
     return out
 
@@ -89,6 +92,17 @@ def run(
         verdicts.append(detector.step(beat, terms, classifiers if fitted else None, label))
     scored = np.array([v.features is not None and not np.isnan(ae[i, 0]) for i, v in enumerate(verdicts)])
     return Run(streamed, verdicts, labels, scored)
+
+
+def detect(streamed: StreamedRecord, loaded: LoadedModel, enrol_s: float) -> Run:
+    """A person through a shipped model (its autoencoder and classifier), as the daemon would run them."""
+    network = loaded.recurrent()
+
+    def model(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return reconstruct_and_embed(network, x, torch.device("cpu"))
+
+    ae = ae_terms(streamed, model, loaded.window, enrol_s)
+    return run(streamed, ae, loaded.window, enrol_s, loaded.classifiers)
 
 
 def fit(x: np.ndarray, ventricular: np.ndarray, names: tuple[str, ...], seed: int = 0) -> Trees:

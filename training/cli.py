@@ -107,12 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", required=True, type=Path, help="report directory")
     rep.add_argument("--epochs", type=int, default=10, help="epochs per variant")
     rep.add_argument("--max-images", type=int, help="use only the first N train and test images (a quick look)")
-    cp = sub.add_parser("crossperson", help="leave-one-person-out study on MIT-BIH records; markdown, JSON and PNG")
+    cp = sub.add_parser(
+        "crossperson", help="beat classification, leave one person out, AAMI EC57 terms; markdown, JSON and PNG"
+    )
     _add_population_recipe(cp)
     cp.add_argument("--out", required=True, type=Path, help="report directory (fold models are kept there)")
     cp.add_argument("--enrolment-s", type=float, default=ENROLMENT_S, help="each person's unlabelled enrolment")
-    cp.add_argument("--ecg5000-model", type=Path, default=artifact.REFERENCE_MODEL_DIR, help="the one-person model")
-    po = sub.add_parser("population", help="train the population model on every MIT-BIH record; write the artifact")
+    cp.add_argument("--attach", type=Path, help="write the classifier fitted on everyone into this model artifact")
+    po = sub.add_parser("population", help="train the population autoencoder on every non-paced MIT-BIH record")
     _add_population_recipe(po)
     po.add_argument("--out", required=True, type=Path, help="artifact directory to write")
     st = sub.add_parser("strips-report", help="MIT-BIH records as strips through the daemon's path, scored by a model")
@@ -204,11 +206,12 @@ def _run(args: argparse.Namespace) -> None:
         config = PopulationConfig(epochs=args.epochs, beats_per_epoch=args.beats_per_epoch)
         folder = data_dir("mitbih", args.data)
         if args.command == "crossperson":
-            crossperson.run(folder, args.out, config, args.ecg5000_model, args.enrolment_s)
+            crossperson.run_report(folder, args.out, config, args.enrolment_s, args.attach)
             print(f"report: {args.out / 'crossperson.md'}")
         else:
-            names = records_in(folder)
-            model, history = population.train(population.people([load_record(folder, n) for n in names]), config)
+            records = [r for r in (load_record(folder, n) for n in records_in(folder)) if not r.paced]
+            names = [r.name for r in records]
+            model, history = population.train(population.people(records), config)
             population.save(model, population.metadata(config, history, names, {}), args.out)
             print(f"wrote {args.out}")
         return

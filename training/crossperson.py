@@ -1,266 +1,257 @@
-"""``ecgwatch-train crossperson``: detection on people the model has never seen, leave one person out.
+"""``ecgwatch-train crossperson``: beat classification on people the detector has never seen, AAMI EC57 terms.
 
-For each non-paced MIT-BIH record (a person), a population model is trained on the *other* records only,
-then the held-out person is streamed through the daemon's segmentation, enrols for its first
-``enrolment_s`` seconds (no labels) and is scored from then on. Compared on the same beats:
+Every non-paced MIT-BIH record (a person) is streamed through the daemon's segmentation as 10 s strips and
+run through :class:`ecgwatch.detection.device.DeviceDetector` after a label-free enrolment, as in service.
 
-- ``population, adapted``: the shipped design (fixed windows, device adaptation, rhythm + capped model score);
-- ``population, not adapted``: the same model's worst-window reconstruction error alone;
-- ``ECG5000 model, adapted`` and ``ECG5000 model, its own score``: the model that knows one person;
-- ``PCA-16, adapted``: a linear baseline fitted on the same people, adapted the same way.
+- **Autoencoder, cross-fitted**: the population autoencoder is trained once per fold of people (DS1 in
+  pairs, the other records together) on the *other* people's normal beats; each person's autoencoder terms
+  come from the fold that never saw them (the artifacts are kept under ``<out>/folds`` and reused).
+- **Classifier, leave one person out**: for each DS1 person, the trees are fitted on the other 21 people's
+  beats and that person is classified online, on the detector's own predictions. Records 100, 105 and 121
+  (of DS2) are classified by trees fitted on all of DS1.
+- The same beats are scored for the previous design (rhythm + the capped autoencoder score, threshold 2.2)
+  and for OSEA (``peers/osea``), with :mod:`training.aami`.
+- ``--attach DIR``: the trees fitted on every person are written into the model artifact at DIR.
 
-Operating points: the adapted scores use the shipped constant threshold; scores without one (the not-adapted
-population and PCA error) use the 99.5% quantile of the *other* people's non-PVC scores. Reported per person
-and pooled: PVC recall, false-alarm rate on non-PVC beats, AUROC of PVC vs the rest.
+Atrial fibrillation is measured as EC57 measures episodes' duration: the time the detector spent in AF
+against the time annotated ``(AFIB`` or ``(AFL``, and false AF minutes per device-day on the other records.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.decomposition import PCA
-from sklearn.metrics import roc_auc_score
 
 from ecgwatch import artifact
-from ecgwatch.datasets.mitbih import load_record, records_in
-from ecgwatch.detection import adaptation
-from ecgwatch.detection.adaptation import Rhythm, Rules
-from ecgwatch.detection.segmentation import Window
-from ecgwatch.preprocess import zscore
-from ecgwatch.scorer import Scorer, reconstruct_and_embed
+from ecgwatch.datasets.mitbih import DS1, Record, load_record, records_in
+from ecgwatch.detection.device import Classifiers
+from ecgwatch.scorer import reconstruct_and_embed
+from training import aami
+from training.beat_classifier import Run, ae_terms, fit_classifiers, run
 from training.mitbih_eval import StreamedRecord, stream_record
-from training.population import THRESHOLD, WINDOW, PersonBeats, PopulationConfig, metadata, normal_beats, train
+from training.population import WINDOW, PopulationConfig, normal_beats, train
 
 log = logging.getLogger(__name__)
-Model = adaptation.Model
+THRESHOLD, FIBRILLATION_THRESHOLD = 0.5, 0.7  # P(V); the second while the device is in atrial fibrillation
+PREVIOUS_THRESHOLD = 2.2
+SKIP_S = aami.SKIP_S
 
 
-@dataclass(frozen=True)
-class Scored:
-    """One variant on one person, after enrolment: a score per beat and which beats count."""
-
-    score: np.ndarray
-    pvc: np.ndarray
-    counted: np.ndarray  # matched to an annotation, after enrolment, with a window
-    readable: np.ndarray
-    threshold: float
-
-    def metrics(self) -> dict[str, float]:
-        flagged = (self.score > self.threshold) & self.readable
-        pvc, normal = self.counted & self.pvc, self.counted & ~self.pvc & self.readable
-        both = self.counted & self.readable
-        auroc = roc_auc_score(self.pvc[both], self.score[both]) if 0 < self.pvc[both].sum() < both.sum() else np.nan
-        return {
-            "pvc": int(pvc.sum()),
-            "pvc_caught": int(flagged[pvc].sum()),
-            "non_pvc": int(normal.sum()),
-            "false_alarms": int(flagged[normal].sum()),
-            "auroc": float(auroc),
-        }
+def folds(names: list[str]) -> list[tuple[str, ...]]:
+    """Groups of people the autoencoder is trained without: DS1 in pairs, the rest together."""
+    ds1 = [n for n in DS1 if n in names]
+    rest = tuple(n for n in names if n not in ds1)
+    return [tuple(ds1[i : i + 2]) for i in range(0, len(ds1), 2)] + ([rest] if rest else [])
 
 
-def device_scores(streamed: StreamedRecord, model: Model, window: Window, rules: Rules, enrol_s: float) -> Scored:
-    """The adapted score of every beat after enrolment, as the daemon computes it (ecgwatch.detection.adaptation)."""
-    beats = streamed.beats
-    has = np.array([b.window is not None for b in beats])
-    t = np.array([b.t for b in beats])
-    enrol = has & streamed.readable & (t < enrol_s)
-    windows = np.stack([b.window if b.window is not None else np.zeros(window.length) for b in beats])
-    prepared = windows if window.kind == "fixed" else zscore(windows)
-    device = adaptation.fit(prepared[enrol], window.margin, model)
-    rhythm = Rhythm()
-    premature, pause = np.zeros(len(beats)), np.zeros(len(beats))
-    for i, b in enumerate(beats):
-        premature[i], pause[i] = rhythm.terms(b.rr_s, b.rr_next_s)
-    score = np.full(len(beats), np.nan)
-    later = has & (t >= enrol_s)
-    x = adaptation.prepare(device, prepared[later], window.margin)
-    recon, embedding = model(x)
-    terms = adaptation.terms(device, x, recon, embedding, (premature[later], pause[later]), rules.window)
-    score[later] = terms.score(rules)[0]
-    return Scored(score, streamed.pvc, later & (streamed.annotation >= 0), streamed.readable, THRESHOLD)
+def fold_model(out: Path, fold: tuple[str, ...], streamed: dict[str, StreamedRecord], config: PopulationConfig) -> Any:
+    """The autoencoder trained without ``fold``'s people, trained once and kept as an artifact."""
+    directory = out / "-".join(fold)
+    if (directory / artifact.METADATA_FILE).is_file():
+        return artifact.load(directory, serving=False).recurrent()
+    others = [n for n in streamed if n not in fold]
+    log.info("training the autoencoder without %s", ", ".join(fold))
+    model, history = train([normal_beats(streamed[n]) for n in others], config)
+    from training.population import metadata
+
+    artifact.save(model, metadata(config, history, others, {}), directory, stamp_version=True)
+    return model
 
 
-def plain_scores(streamed: StreamedRecord, error: Callable[[np.ndarray], np.ndarray], enrol_s: float) -> Scored:
-    """A score without adaptation (threshold set later): ``error`` of each beat's own window."""
-    beats = streamed.beats
-    has = np.array([b.window is not None for b in beats])
-    later = has & (np.array([b.t for b in beats]) >= enrol_s)
-    score = np.full(len(beats), np.nan)
-    score[later] = error(np.stack([beats[i].window for i in np.flatnonzero(later)]))  # type: ignore[misc]
-    return Scored(score, streamed.pvc, later & (streamed.annotation >= 0), streamed.readable, np.inf)
+def _model(network: torch.nn.Module) -> Any:
+    def apply(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return reconstruct_and_embed(network, x, torch.device("cpu"))  # type: ignore[arg-type]
+
+    return apply
 
 
-def lstm(model: torch.nn.Module) -> Model:
-    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        assert isinstance(model, torch.nn.Module)
-        return reconstruct_and_embed(model, x, torch.device("cpu"))  # type: ignore[arg-type]
-
-    return run
-
-
-def pca_model(people_: list[PersonBeats], components: int = 16) -> Model:
-    pca = PCA(n_components=components, random_state=0).fit(
-        np.concatenate([adaptation.center(p.windows, WINDOW.margin) for p in people_])
+def detections(result: Run) -> aami.Detections:
+    beats = result.streamed.beats
+    return aami.Detections(
+        np.array([b.t for b in beats]), np.array([v.beat_class for v in result.verdicts], dtype=object)
     )
 
-    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        code = pca.transform(x)
-        return pca.inverse_transform(code), code
 
-    return run
-
-
-def worst_window_error(model: Model, margin: int) -> Callable[[np.ndarray], np.ndarray]:
-    from ecgwatch.score_rules import window_scores
-
-    def error(windows: np.ndarray) -> np.ndarray:
-        x = zscore(adaptation.center(windows, margin))
-        return window_scores(x, model(x)[0], Rules.window)[0]
-
-    return error
-
-
-def run(data: Path, out: Path, config: PopulationConfig, shipped: Path, enrol_s: float = 120.0) -> dict[str, Any]:
-    names = records_in(data)
-    records = {n: load_record(data, n) for n in names}
-    targets = [n for n in names if not records[n].paced]
-    fixed = {n: stream_record(records[n], WINDOW) for n in names}
-    rr = {n: stream_record(records[n], Window()) for n in targets}
-    normal = {n: normal_beats(fixed[n]) for n in names}
-    ecg5000 = artifact.load(shipped)
-    ecg5000_scorer = Scorer(ecg5000, torch.device("cpu"))
-    rules = Rules()
-    variants: dict[str, dict[str, Scored]] = {}
-    for held in targets:
-        model = _fold(
-            out / "folds" / held, [normal[n] for n in names if n != held], config, [n for n in names if n != held]
+def previous_design(streamed: StreamedRecord, ae: np.ndarray, enrol_s: float) -> aami.Detections:
+    """The design this replaces, on the same beats: prematurity against the median of the last 16 intervals
+    plus the compensatory pause, plus the autoencoder's evidence capped at 1.5, flagged above 2.2."""
+    beats = streamed.beats
+    history: list[float] = []
+    classes = np.full(len(beats), None, dtype=object)
+    for i, b in enumerate(beats):
+        if b.rr_s is None or b.rr_next_s is None or b.rr_s <= 0:
+            continue
+        reference = float(np.median(history)) if history else b.rr_s
+        history = [*history, b.rr_s][-16:]
+        if b.quality != "ok" or b.t - beats[0].t < enrol_s or np.isnan(ae[i, 0]):
+            continue
+        rhythm = (
+            np.clip(1 - b.rr_s / reference, -0.5, 0.6) / 0.3 + np.clip(np.log(b.rr_next_s / b.rr_s), -0.5, 1.0) / 0.6
         )
-        pca = pca_model([normal[n] for n in names if n != held])
-        scored = {
-            "population LSTM-AE, adapted": device_scores(fixed[held], lstm(model), WINDOW, rules, enrol_s),
-            "population LSTM-AE, not adapted": plain_scores(
-                fixed[held], worst_window_error(lstm(model), WINDOW.margin), enrol_s
-            ),
-            "PCA-16, adapted": device_scores(fixed[held], pca, WINDOW, rules, enrol_s),
-            "ECG5000 model, adapted": device_scores(rr[held], lstm(ecg5000.recurrent()), Window(), rules, enrol_s),
-            "ECG5000 model, its own score": _own_score(rr[held], ecg5000_scorer, enrol_s),
+        model = np.clip(np.log(max(ae[i, 0], ae[i, 1], 1e-9)) / np.log(3.0), -1.0, 1.5)
+        classes[i] = "V" if rhythm + model > PREVIOUS_THRESHOLD else "N"
+    return aami.Detections(np.array([b.t for b in beats]), classes)
+
+
+def fibrillation_time(record: Record, result: Run) -> dict[str, float]:
+    """Seconds in AF, annotated and detected, and their overlap, after the first :data:`SKIP_S`."""
+    t = np.array([b.t for b in result.streamed.beats])
+    state = np.array([v.fibrillation for v in result.verdicts])
+    grid = np.arange(SKIP_S, len(record.signal) / record.fs, 1.0)
+    annotated = np.isin(record.rhythm_at((grid * record.fs).astype(int)), aami.FIBRILLATION)
+    position = np.clip(np.searchsorted(t, grid, side="right") - 1, 0, max(len(t) - 1, 0))
+    detected = state[position] if len(t) else np.zeros(len(grid), dtype=bool)
+    return {
+        "seconds": float(len(grid)),
+        "annotated": float(annotated.sum()),
+        "detected": float(detected.sum()),
+        "overlap": float((annotated & detected).sum()),
+    }
+
+
+def evaluate(
+    streamed: dict[str, StreamedRecord], ae: dict[str, np.ndarray], enrol_s: float, osea: dict[str, aami.Detections]
+) -> tuple[dict[str, Any], dict[str, Run], Classifiers]:
+    """Teach runs for everyone, leave-one-person-out classifiers over DS1, the DS2 records on all of DS1."""
+    teach = {n: run(streamed[n], ae[n], WINDOW, enrol_s, teach=True) for n in streamed}
+    ds1 = [n for n in streamed if n in DS1]
+    on_ds1 = fit_classifiers([teach[n] for n in ds1], THRESHOLD, FIBRILLATION_THRESHOLD)
+    results: dict[str, Run] = {}
+    for held in streamed:
+        classifiers = on_ds1
+        if held in ds1:
+            classifiers = fit_classifiers([teach[n] for n in ds1 if n != held], THRESHOLD, FIBRILLATION_THRESHOLD)
+        results[held] = run(streamed[held], ae[held], WINDOW, enrol_s, classifiers)
+        log.info("classified %s", held)
+    rows: dict[str, Any] = {}
+    for held, result in results.items():
+        record = streamed[held].record
+        rows[held] = {
+            "this design": aami.score(record, detections(result)),
+            "previous design": aami.score(record, previous_design(streamed[held], ae[held], enrol_s)),
+            "OSEA": aami.score(record, osea[held]) if held in osea else None,
+            "fibrillation": fibrillation_time(record, result),
         }
-        for name, result in scored.items():
-            variants.setdefault(name, {})[held] = result
-    _lopo_thresholds(variants, "population LSTM-AE, not adapted")
-    report = _report(variants, targets, fixed, config, enrol_s)
+    everyone = fit_classifiers(list(teach.values()), THRESHOLD, FIBRILLATION_THRESHOLD)
+    return rows, results, everyone
+
+
+def run_report(
+    data: Path, out: Path, config: PopulationConfig, enrol_s: float = 120.0, attach: Path | None = None
+) -> dict[str, Any]:
+    folder = data / "mitbih" if (data / "mitbih").is_dir() else data
+    names = [n for n in records_in(folder) if not load_record(folder, n).paced]
+    streamed = {n: stream_record(load_record(folder, n), WINDOW) for n in names}
+    ae: dict[str, np.ndarray] = {}
+    for fold in folds(names):
+        model = _model(fold_model(out / "folds", fold, streamed, config))
+        for n in fold:
+            ae[n] = ae_terms(streamed[n], model, WINDOW, enrol_s)
+    osea_path = folder.parent / "peers" / "osea" / "mitbih_beats.jsonl"
+    osea = aami.osea(osea_path) if osea_path.is_file() else {}
+    rows, _, everyone = evaluate(streamed, ae, enrol_s, osea)
+    report = _summary(rows, names, enrol_s, config)
     out.mkdir(parents=True, exist_ok=True)
     (out / "crossperson.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "crossperson.md").write_text(_markdown(report))
     _figure(report, out / "crossperson.png")
+    if attach is not None:
+        metrics = {k: round(v, 4) for k, v in report["pooled"]["DS1"]["this design"].items()}
+        artifact.attach_classifiers(attach, everyone, {"trained_on": names, "ds1_leave_one_out": metrics})
     return report
 
 
-def _fold(directory: Path, people_: list[PersonBeats], config: PopulationConfig, names: list[str]) -> torch.nn.Module:
-    """The held-out person's fold model, trained once and kept as an artifact (reruns reuse it)."""
-    if (directory / artifact.METADATA_FILE).is_file():
-        return artifact.load(directory).recurrent()
-    model, history = train(people_, config)
-    artifact.save(model, metadata(config, history, names, {}), directory, stamp_version=True)
-    return model
-
-
-def _own_score(streamed: StreamedRecord, scorer: Scorer, enrol_s: float) -> Scored:
-    result = plain_scores(streamed, lambda w: scorer.score(w).scores, enrol_s)
-    return Scored(result.score, result.pvc, result.counted, result.readable, scorer.loaded.threshold)
-
-
-def _lopo_thresholds(variants: dict[str, dict[str, Scored]], name: str) -> None:
-    """Each person's threshold: the 99.5% quantile of the *other* people's non-PVC scores (0.5% FAR)."""
-    people_ = variants[name]
-    for held, scored in list(people_.items()):
-        others = np.concatenate([s.score[s.counted & ~s.pvc & s.readable] for n, s in people_.items() if n != held])
-        people_[held] = Scored(
-            scored.score, scored.pvc, scored.counted, scored.readable, float(np.quantile(others, 0.995))
-        )
-
-
-def _report(
-    variants: dict[str, dict[str, Scored]],
-    targets: list[str],
-    fixed: dict[str, StreamedRecord],
-    config: PopulationConfig,
-    enrol_s: float,
-) -> dict[str, Any]:
-    rows: dict[str, Any] = {}
-    for name, per_person in variants.items():
-        metrics = {held: per_person[held].metrics() for held in targets}
-        pooled = {k: sum(m[k] for m in metrics.values()) for k in ("pvc", "pvc_caught", "non_pvc", "false_alarms")}
-        scored = list(per_person.values())
-        both = [s.counted & s.readable for s in scored]
-        pooled_auroc = roc_auc_score(
-            np.concatenate([s.pvc[b] for s, b in zip(scored, both, strict=True)]),
-            np.concatenate([s.score[b] for s, b in zip(scored, both, strict=True)]),
-        )
-        rows[name] = {"per_person": metrics, "pooled": {**pooled, "auroc": float(pooled_auroc)}}
-    detection = {
-        n: {"annotated": len(s.record.beats), "matched": int((s.annotation >= 0).sum()), "found": len(s.beats)}
-        for n, s in fixed.items()
-    }
+def _summary(rows: dict[str, Any], names: list[str], enrol_s: float, config: PopulationConfig) -> dict[str, Any]:
+    groups = {"DS1": [n for n in names if n in DS1], "DS2 (shared)": [n for n in names if n not in DS1]}
+    pooled: dict[str, Any] = {}
+    for group, members in groups.items():
+        pooled[group] = {}
+        for design in ("this design", "previous design", "OSEA"):
+            counts = [rows[n][design] for n in members if rows[n][design] is not None]
+            if counts:
+                pooled[group][design] = aami.rates(aami.total(counts))
+        af = {
+            k: sum(rows[n]["fibrillation"][k] for n in members) for k in ("seconds", "annotated", "detected", "overlap")
+        }
+        without = [n for n in members if rows[n]["fibrillation"]["annotated"] == 0]
+        false_s = sum(rows[n]["fibrillation"]["detected"] for n in without)
+        hours = sum(rows[n]["fibrillation"]["seconds"] for n in without) / 3600
+        pooled[group]["fibrillation"] = {
+            "duration_se": af["overlap"] / af["annotated"] if af["annotated"] else float("nan"),
+            "duration_pp": af["overlap"] / af["detected"] if af["detected"] else float("nan"),
+            "false_minutes_per_day": false_s / 60 / hours * 24 if hours else float("nan"),
+        }
     return {
-        "targets": targets,
         "enrolment_s": enrol_s,
-        "threshold": THRESHOLD,
-        "population_config": config.__dict__,
-        "variants": rows,
-        "detection": detection,
+        "thresholds": {"ventricular": THRESHOLD, "in_fibrillation": FIBRILLATION_THRESHOLD},
+        "population_config": asdict(config),
+        "records": rows,
+        "pooled": pooled,
     }
 
 
-def _rate(a: int, b: int) -> str:
-    return f"{a / b:.3f}" if b else "-"
+def _pct(x: float) -> str:
+    return "-" if np.isnan(x) else f"{100 * x:.2f}%"
+
+
+def _f(x: float) -> str:
+    return "-" if np.isnan(x) else f"{x:.3f}"
+
+
+COLUMNS = (
+    ("beat Se", "beat_se", _pct), ("beat +P", "beat_pp", _pct), ("VEB Se", "veb_se", _f),
+    ("VEB +P (EC57)", "veb_pp_ec57", _f), ("VEB +P (fusion counted)", "veb_pp", _f),
+    ("N false alarms", "n_false_alarms", _pct), ("in AF", "n_false_alarms_af", _pct),
+    ("outside AF", "n_false_alarms_not_af", _pct), ("SVEB Se", "sveb_se", _f), ("unreadable", "unreadable", _pct),
+)  # fmt: skip
 
 
 def _markdown(report: dict[str, Any]) -> str:
-    targets = report["targets"]
     lines = [
-        "# Detection on people the model has never seen (leave one person out)",
+        "# Beat classification on people never seen (AAMI EC57, leave one person out)",
         "",
-        f"MIT-BIH records {', '.join(targets)} (non-paced; 102 is paced and only trains), each streamed as 10 s strips "
-        f"through the daemon's segmentation; the first {report['enrolment_s']:g} s of each person enrol the device "
-        "(no labels), every beat after is scored. Each person's population model was trained on the other "
-        f"records only. Adapted scores use the shipped threshold {report['threshold']}; scores without one use the "
-        "99.5% quantile of the other people's non-PVC scores.",
+        f"Each record streamed as 10 s strips through the daemon's detector; the first {report['enrolment_s']:g} s "
+        "enrol the device (no labels); beats of the first 5 minutes are not scored; 150 ms matching. DS1 people "
+        "are classified by trees fitted on the other 21; 100, 105 and 121 by trees fitted on all of DS1; each "
+        "person's autoencoder terms come from an autoencoder trained without them. Command: "
+        "`ecgwatch-train crossperson --data DIR --out DIR`.",
         "",
-        "| variant | pooled PVC recall | pooled false-alarm rate | pooled AUROC | "
-        + " | ".join(f"{t}: caught/PVC, FA rate" for t in targets)
-        + " |",
-        "|---|---|---|---|" + "---|" * len(targets),
     ]
-    for name, row in report["variants"].items():
-        p = row["pooled"]
-        cells = [
-            f"{m['pvc_caught']}/{m['pvc']}, {_rate(m['false_alarms'], m['non_pvc'])}"
-            for m in (row["per_person"][t] for t in targets)
+    for group, pooled in report["pooled"].items():
+        lines += [f"## {group}, pooled", "", "| design | " + " | ".join(c[0] for c in COLUMNS) + " |"]
+        lines.append("|---|" + "---|" * len(COLUMNS))
+        for design in ("this design", "previous design", "OSEA"):
+            if design in pooled:
+                cells = [fmt(pooled[design][key]) for _, key, fmt in COLUMNS]
+                lines.append(f"| {design} | " + " | ".join(cells) + " |")
+        af = pooled["fibrillation"]
+        lines += [
+            "",
+            f"Atrial fibrillation (time in AF against `(AFIB`/`(AFL`): duration Se {_f(af['duration_se'])}, "
+            f"+P {_f(af['duration_pp'])}; false AF {af['false_minutes_per_day']:.1f} minutes per device-day on "
+            "the records without it.",
+            "",
         ]
-        lines.append(
-            f"| {name} | **{_rate(p['pvc_caught'], p['pvc'])}** ({p['pvc_caught']}/{p['pvc']}) "
-            f"| **{_rate(p['false_alarms'], p['non_pvc'])}** ({p['false_alarms']}/{p['non_pvc']}) | {p['auroc']:.4f} | "
-            + " | ".join(cells)
-            + " |"
-        )
     lines += [
+        "## Per record (this design / OSEA)",
         "",
-        "Beat detection (10 s strips, within 150 ms):",
-        "",
-        "| record | annotated | matched | found |",
-        "|---|---|---|---|",
+        "| record | V caught / V | called V | N flagged / N | S caught / S | unreadable | OSEA V caught "
+        "| OSEA N flagged |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for n, d in report["detection"].items():
-        lines.append(f"| {n} | {d['annotated']} | {d['matched']} | {d['found']} |")
+    for name, row in report["records"].items():
+        c, o = row["this design"], row["OSEA"]
+        lines.append(
+            f"| {name} | {c['v_caught']}/{c['v']} | {c['called_v']} | {c['n_flagged']}/{c['n']} | "
+            f"{c['s_caught']}/{c['s']} | {c['unreadable']} | {o['v_caught'] if o else '-'} | "
+            f"{o['n_flagged'] if o else '-'} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -270,22 +261,29 @@ def _figure(report: dict[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(report["variants"])
-    pooled = [report["variants"][n]["pooled"] for n in names]
-    recall = [p["pvc_caught"] / max(p["pvc"], 1) for p in pooled]
-    alarms = [p["false_alarms"] / max(p["non_pvc"], 1) for p in pooled]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-    axes[0].barh(names, recall, color="tab:green")
-    axes[0].axvline(0.9, color="k", linestyle="--", label="target 0.90")
-    axes[0].set_xlabel("pooled PVC recall")
-    axes[1].barh(names, alarms, color="tab:red")
-    axes[1].axvline(0.02, color="k", linestyle="--", label="target 2%")
-    axes[1].set_xscale("log")
-    axes[1].set_xlabel("pooled false-alarm rate on non-PVC beats (log)")
-    for ax in axes:
-        ax.legend(loc="lower right")
-    axes[1].set_yticklabels([])
-    fig.suptitle("Leave one person out, after enrolment")
+    pooled = report["pooled"]["DS1"]
+    designs = [d for d in ("this design", "previous design", "OSEA") if d in pooled]
+    measures = [("VEB Se", "veb_se"), ("VEB +P (EC57)", "veb_pp_ec57"), ("1 - N false alarms x 100", "n_false_alarms")]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+    width = 0.8 / len(designs)
+    for k, design in enumerate(designs):
+        values = [
+            pooled[design][key] if key != "n_false_alarms" else 1 - 100 * pooled[design][key] for _, key in measures
+        ]
+        axes[0].bar(np.arange(len(measures)) + k * width, values, width, label=design)
+    axes[0].set_xticks(np.arange(len(measures)) + width * (len(designs) - 1) / 2, [m for m, _ in measures])
+    axes[0].set_ylim(0.5, 1.0)
+    axes[0].legend(loc="lower left")
+    axes[0].set_title("DS1 pooled, leave one person out")
+    names = [n for n in report["records"] if report["records"][n]["this design"]["v"] >= 10]
+    for design, marker in (("this design", "o"), ("OSEA", "x")):
+        se = [report["records"][n][design]["v_caught"] / report["records"][n][design]["v"] for n in names
+              if report["records"][n][design] is not None]  # fmt: skip
+        axes[1].plot(range(len(se)), se, marker, label=design)
+    axes[1].set_xticks(range(len(names)), names, rotation=90)
+    axes[1].set_ylabel("VEB sensitivity")
+    axes[1].set_title("per person with >= 10 PVCs")
+    axes[1].legend(loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -21,7 +21,8 @@ import torch
 
 from ecgwatch import artifact
 from ecgwatch.datasets.mitbih import Record
-from ecgwatch.detection.adaptation import ALIGN_SAMPLES, Rules, amplitude_of, center
+from ecgwatch.detection.adaptation import ALIGN_SAMPLES, amplitude_of, center
+from ecgwatch.detection.adaptation import WINDOW as RESIDUAL_WINDOW
 from ecgwatch.detection.segmentation import Window
 from ecgwatch.models import RecurrentAEConfig, RecurrentAutoencoder
 from training.mitbih_eval import StreamedRecord, stream_record
@@ -30,8 +31,6 @@ from training.progress import batches
 log = logging.getLogger(__name__)
 WINDOW = Window(kind="fixed", seq_len=140, before_s=0.25, after_s=0.45, margin=ALIGN_SAMPLES)
 ENROLMENT_S = 120.0
-# The combined score's operating point: chosen on the leave-one-person-out study (docs/crossperson.md).
-THRESHOLD = 2.2
 
 
 @dataclass(frozen=True)
@@ -64,11 +63,16 @@ class History:
 
 
 def normal_beats(streamed: StreamedRecord) -> PersonBeats:
-    """The found beats that match a non-PVC annotation and are readable, over the person's amplitude scale."""
+    """The found beats that match a normal (AAMI N) annotation and are readable, over the person's amplitude
+    scale."""
+    classes = streamed.record.classes
     keep = [
         i
         for i, b in enumerate(streamed.beats)
-        if b.window is not None and b.quality == "ok" and streamed.annotation[i] >= 0 and not streamed.pvc[i]
+        if b.window is not None
+        and b.quality == "ok"
+        and streamed.annotation[i] >= 0
+        and classes[streamed.annotation[i]] == "N"
     ]
     windows = np.stack([streamed.beats[i].window for i in keep])  # type: ignore[misc]
     amplitude = amplitude_of(center(windows, WINDOW.margin))
@@ -154,8 +158,8 @@ def metadata(
             "scaling": "device-amplitude",
             "preprocessing": "fixed window around R, aligned to the device template, over its amplitude scale",
         },
-        "score": {"kind": "device-adapted", "window": Rules.window, "rules": asdict(Rules())},
-        "threshold": {"value": THRESHOLD, "method": "constant, chosen on the leave-one-person-out study"},
+        "score": {"kind": "device-adapted", "window": RESIDUAL_WINDOW},
+        "threshold": {"value": 0.5, "method": "P(ventricular) of the beat classifier (detection section)"},
         "adaptation": {"enrolment_s": ENROLMENT_S},
         "data": {"dataset": "mitbih", "records": trained_on},
         "training": {**asdict(config), "seconds": round(history.seconds, 1)},

@@ -20,10 +20,9 @@ import torch
 
 from ecgwatch import artifact
 from ecgwatch.datasets.mitbih import Record
-from ecgwatch.detection.adaptation import Rules
 from ecgwatch.detection.segmentation import Window
 from ecgwatch.scorer import Scorer
-from training.crossperson import device_scores, lstm
+from training.beat_classifier import detect
 from training.mitbih_eval import stream_record
 from training.population import ENROLMENT_S
 
@@ -77,10 +76,11 @@ def false_alarms(
     record: Record, population: artifact.LoadedModel, reference: artifact.LoadedModel, enrol_s: float = ENROLMENT_S
 ) -> dict[str, Any]:
     """Flagged / judged normal beats after enrolment: the population model adapted, and the ECG5000 model."""
-    rules = Rules.from_metadata(population.metadata["score"].get("rules", {}))
     streamed = stream_record(record, population.window)
-    scored = device_scores(streamed, lstm(population.recurrent()), population.window, rules, enrol_s)
-    adapted = scored.metrics()
+    result = detect(streamed, population, enrol_s)
+    t = np.array([b.t for b in streamed.beats])
+    judged = [v.beat_class for v, when in zip(result.verdicts, t, strict=True) if when >= enrol_s and v.beat_class]
+    adapted = {"non_pvc": len(judged), "false_alarms": sum(c != "N" for c in judged)}
     rr = stream_record(record, Window())
     later = [b.window for b in rr.beats if b.window is not None and b.t >= enrol_s and b.quality == "ok"]
     own = Scorer(reference, torch.device("cpu")).score(np.stack(later)).scores > reference.threshold

@@ -1,29 +1,25 @@
-"""Per-device adaptation: what "usual" means for this wearer, learnt from their own first minutes.
+"""The autoencoder's part in judging a beat: how unusual the beat is *for this wearer*, learnt from their own
+first minutes (no labels).
 
 A model fitted on some people's normal beats leaves no margin between another person's normal beats and
-their PVCs: the shipped ECG5000 model flagged 6-97% of other people's normal beats. So each device enrols
-first (default two minutes, no labels), and its beats are then judged against its own usual ones:
+their PVCs. So each device enrols first and its beats are then measured against its own usual ones:
 
 - **template and amplitude**: the device's dominant beat (median of the half of its enrolment beats closest
   to their median: a device with a PVC every third beat still enrols on its normal ones) and its amplitude
   scale (the median per-beat standard deviation); each later beat is re-aligned to the template (within
   :data:`ALIGN_SAMPLES`) and divided by that scale, so a PVC's larger amplitude stays visible;
-- **morphology**: the worst 20-sample stretch of the beat's reconstruction residual, against the device's
-  usual residual and its per-position spread, in multiples of its usual value;
+- **morphology**: the worst :data:`WINDOW`-sample stretch of the beat's reconstruction residual, against the
+  device's usual residual and its per-position spread, in multiples of its usual value;
 - **embedding**: the Mahalanobis distance of the beat's embedding from the device's dominant beats
-  (Ledoit-Wolf), in multiples of its usual value;
-- **rhythm**: prematurity (1 - RR before / median of the last 16 RR) and the compensatory pause
-  (log RR after / RR before): PVCs come early and are followed by a pause.
+  (Ledoit-Wolf), in multiples of its usual value.
 
-The score is the rhythm evidence plus the model's evidence capped at :attr:`Rules.ae_cap`, so that the model
-alone cannot raise an alarm (on-time noise bursts would) but settles the cases rhythm leaves open. Every part
-is reported, so an event says which term fired and where in the beat.
+Both terms are features of the beat classifier (:mod:`ecgwatch.detection.features`); every event reports them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -31,29 +27,9 @@ import numpy as np
 from ecgwatch.score_rules import worst_window
 
 ALIGN_SAMPLES = 6
-RR_HISTORY = 16
+WINDOW = 20  # samples of the worst residual stretch
 MIN_ENROLMENT_BEATS = 30
 Model = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # prepared beats -> (reconstructions, embeddings)
-
-
-@dataclass(frozen=True)
-class Rules:
-    """The combined score's constants (chosen on five MIT-BIH people, leave-one-person-out thresholds)."""
-
-    premature_clip: tuple[float, float] = (-0.5, 0.6)
-    premature_scale: float = 0.3
-    pause_clip: tuple[float, float] = (-0.5, 1.0)
-    pause_scale: float = 0.6
-    log_base: float = 3.0
-    ae_clip: tuple[float, float] = (-1.0, 1.5)
-    window: int = 20
-
-    @classmethod
-    def from_metadata(cls, section: dict[str, Any]) -> Rules:
-        fields: dict[str, Any] = {
-            k: tuple(v) if isinstance(v, list) else v for k, v in section.items() if k in cls.__dataclass_fields__
-        }
-        return cls(**fields)
 
 
 @dataclass
@@ -77,21 +53,6 @@ class DeviceModel:
         arrays = ("template", "residual_median", "residual_scale", "embedding_mean", "embedding_precision")
         fields: dict[str, Any] = {k: np.asarray(v, dtype=np.float64) if k in arrays else v for k, v in state.items()}
         return cls(**fields)
-
-
-@dataclass
-class Rhythm:
-    """The device's recent R-R intervals: the reference that prematurity is measured against."""
-
-    intervals: list[float] = field(default_factory=list)
-
-    def terms(self, rr_before: float | None, rr_after: float | None) -> tuple[float, float]:
-        """(prematurity, pause) of a beat, then its interval joins the history (beats come in time order)."""
-        if rr_before is None or rr_after is None or rr_before <= 0:
-            return 0.0, 0.0
-        reference = float(np.median(self.intervals)) if self.intervals else rr_before
-        self.intervals = [*self.intervals, rr_before][-RR_HISTORY:]
-        return 1.0 - rr_before / reference, float(np.log(rr_after / rr_before))
 
 
 def center(windows: np.ndarray, margin: int) -> np.ndarray:
@@ -155,7 +116,7 @@ def fit(windows: np.ndarray, margin: int, model: Model) -> DeviceModel:
         morphology_median=1.0,
         embedding_median=1.0,
     )
-    morphology, _ = _morphology(device, x[usual], recon, Rules.window)
+    morphology, _ = _morphology(device, x[usual], recon, WINDOW)
     device.morphology_median = float(max(np.median(morphology), 1e-9))
     device.embedding_median = float(max(np.median(_embedding_distance(device, embedding)), 1e-9))
     return device
@@ -179,33 +140,14 @@ def _embedding_distance(device: DeviceModel, embedding: np.ndarray) -> np.ndarra
 
 @dataclass(frozen=True)
 class Terms:
-    """Per beat: every part of the combined score, for the event and for people."""
+    """Per beat: the autoencoder's two terms, and where in the beat the residual is worst."""
 
     morphology: np.ndarray  # x usual
     embedding: np.ndarray  # x usual
     where: np.ndarray  # start of the worst morphology stretch (sample of the model's window)
-    premature: np.ndarray
-    pause: np.ndarray
-
-    def score(self, rules: Rules) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(score, rhythm part, model part): rhythm + the model's capped evidence."""
-        rhythm = (
-            np.clip(self.premature, *rules.premature_clip) / rules.premature_scale
-            + np.clip(self.pause, *rules.pause_clip) / rules.pause_scale
-        )
-        strongest = np.maximum(np.maximum(self.morphology, self.embedding), 1e-9)
-        model = np.clip(np.log(strongest) / np.log(rules.log_base), *rules.ae_clip)
-        return rhythm + model, rhythm, model
 
 
-def terms(
-    device: DeviceModel,
-    x: np.ndarray,
-    recon: np.ndarray,
-    embedding: np.ndarray,
-    rhythm: tuple[np.ndarray, np.ndarray],
-    window: int,
-) -> Terms:
-    morphology, where = _morphology(device, x, recon, window)
+def terms(device: DeviceModel, x: np.ndarray, recon: np.ndarray, embedding: np.ndarray) -> Terms:
+    morphology, where = _morphology(device, x, recon, WINDOW)
     distance = _embedding_distance(device, embedding)
-    return Terms(morphology / device.morphology_median, distance / device.embedding_median, where, rhythm[0], rhythm[1])
+    return Terms(morphology / device.morphology_median, distance / device.embedding_median, where)

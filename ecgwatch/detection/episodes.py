@@ -6,7 +6,8 @@ A fleet cannot page on single beats: at a 1% per-beat false-alarm rate, 100,000 
 - ``frequent_ectopy``: >= 6 anomalous beats within a minute (ends when fewer than half that remain);
 - ``run``: >= 3 anomalous beats in a row (ends at the next normal beat);
 - ``bigeminy``: >= 4 normal-anomalous pairs in a row (ends when the alternation breaks);
-- ``signal_lost``: >= 30 s of received signal with no readable beat (ends at the next readable one).
+- ``signal_lost``: >= 30 s of received signal with no readable beat (ends at the next readable one);
+- ``atrial_fibrillation``: while the device's rhythm is irregularly irregular (:mod:`ecgwatch.detection.rhythm`).
 
 Each episode emits ``start``, ``update`` (at most every ``update_interval_s`` while it grows) and ``end``
 events, with a stable id, as Frigate does for its events. Unreadable beats neither open nor close the
@@ -19,7 +20,7 @@ import itertools
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-KINDS = ("frequent_ectopy", "run", "bigeminy", "signal_lost")
+KINDS = ("frequent_ectopy", "run", "bigeminy", "signal_lost", "atrial_fibrillation")
 WINDOW_S = 60.0
 
 
@@ -65,7 +66,13 @@ Event = dict[str, Any]
 
 
 def observe_beat(
-    state: DeviceEpisodes, rules: Rules, device: str, t: float, readable: bool, anomalous: bool
+    state: DeviceEpisodes,
+    rules: Rules,
+    device: str,
+    t: float,
+    readable: bool,
+    anomalous: bool,
+    fibrillation: bool = False,
 ) -> list[Event]:
     """Fold one beat (in time order) into the device's episodes; returns the events it causes."""
     events: list[Event] = []
@@ -86,6 +93,7 @@ def observe_beat(
     alternating = _alternating(state.pattern)
     bigeminy = len(state.pattern) == 2 * rules.bigeminy_cycles and alternating
     events += _condition(state, rules, device, "bigeminy", t, bigeminy, not _alternating(state.pattern[-3:]))
+    events += _condition(state, rules, device, "atrial_fibrillation", t, fibrillation, not fibrillation)
     return events
 
 

@@ -1,91 +1,134 @@
-"""What the publishing thread keeps per device: its episodes and its adaptation (see ecgwatch.detection.adaptation).
+"""What the publishing thread keeps per device: its detector, its enrolment and its episodes.
 
 Beats reach the publishing thread in time order per device, so this is where a device enrols (its first
-``enrolment_s`` of readable beats, no labels), where its rhythm history grows, and where its episodes open and
-close. The scoring thread only reads a device's fitted :class:`~ecgwatch.detection.adaptation.DeviceModel` to align and
-scale the device's beats before the model sees them.
+``enrolment_s`` of readable signal, no labels), where its template bank and rhythm history grow
+(:class:`~ecgwatch.detection.device.DeviceDetector`) and where its episodes open and close. The scoring thread
+only reads a device's fitted :class:`~ecgwatch.detection.adaptation.DeviceModel` to align and scale the
+device's beats before the autoencoder sees them.
 """
 
 from __future__ import annotations
 
 import base64
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ecgwatch.detection.adaptation import MIN_ENROLMENT_BEATS, DeviceModel, Model, Rhythm, fit
+from ecgwatch.detection.adaptation import MIN_ENROLMENT_BEATS, DeviceModel, Model, fit
+from ecgwatch.detection.device import DeviceDetector
 from ecgwatch.detection.episodes import DeviceEpisodes
+from ecgwatch.detection.rhythm import Rhythm
+from ecgwatch.detection.segmentation import Window
+from ecgwatch.detection.templates import TemplateBank
 
 
 @dataclass
-class Adapter:
-    """One device's adaptation: enrolling until its model is fitted, then judged against it."""
+class Enrolment:
+    """One device's enrolment for one model: readable beats until ``enrolment_s`` of them, then its fit."""
 
     model_version: str
     device: DeviceModel | None = None  # the scoring thread reads it: replaced whole, never changed in place
-    rhythm: Rhythm = field(default_factory=Rhythm)
     # Persisted with the device's state (float32, base64) while enrolling: a shared group's members read the
     # state before each strip, and without it the redis backend started every device's enrolment over.
-    enrolment: list[np.ndarray] = field(default_factory=list)
-    enrolment_started: float | None = None
+    windows: list[np.ndarray] = field(default_factory=list)
+    seconds: float = 0.0  # readable signal enrolled so far (the beats' R-R intervals)
 
-    def enrol(self, window: np.ndarray, t: float, enrolment_s: float, margin: int, model: Model) -> bool:
-        """Add a readable beat; once ``enrolment_s`` is covered, fit the device. True when it was fitted."""
-        if self.enrolment_started is None:
-            self.enrolment_started = t
-        self.enrolment.append(window)
-        if t - self.enrolment_started < enrolment_s or len(self.enrolment) < MIN_ENROLMENT_BEATS:
+    def add(self, window: np.ndarray, rr_s: float | None, enrolment_s: float, margin: int, model: Model) -> bool:
+        """Add a readable beat; once ``enrolment_s`` of signal is covered, fit the device. True when fitted."""
+        self.windows.append(window)
+        self.seconds += rr_s or 0.0
+        if self.seconds < enrolment_s or len(self.windows) < MIN_ENROLMENT_BEATS:
             return False
-        self.device = fit(np.stack(self.enrolment), margin, model)
-        self.enrolment, self.enrolment_started = [], None
+        self.device = fit(np.stack(self.windows), margin, model)
+        self.windows, self.seconds = [], 0.0
         return True
 
     def to_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {
             "model_version": self.model_version,
             "device": None if self.device is None else self.device.to_dict(),
-            "rhythm": self.rhythm.intervals,
         }
-        if self.enrolment:
-            windows = np.stack(self.enrolment).astype("<f4")
-            state["enrolment"] = {
-                "started": self.enrolment_started,
-                "shape": list(windows.shape),
-                "float32": base64.b64encode(windows.tobytes()).decode("ascii"),
-            }
+        if self.windows:
+            state["windows"] = {"seconds": self.seconds, **_pack(np.stack(self.windows))}
         return state
 
     @classmethod
-    def from_dict(cls, state: dict[str, Any]) -> Adapter:
+    def from_dict(cls, state: dict[str, Any]) -> Enrolment:
         device = None if state["device"] is None else DeviceModel.from_dict(state["device"])
-        adapter = cls(state["model_version"], device, Rhythm(list(state["rhythm"])))
-        if "enrolment" in state:
-            saved = state["enrolment"]
-            windows = np.frombuffer(base64.b64decode(saved["float32"]), dtype="<f4").reshape(saved["shape"])
-            adapter.enrolment = list(windows.astype(np.float64))
-            adapter.enrolment_started = saved["started"]
-        return adapter
+        enrolment = cls(state["model_version"], device)
+        if "windows" in state:
+            enrolment.windows = list(_unpack(state["windows"]))
+            enrolment.seconds = float(state["windows"]["seconds"])
+        return enrolment
 
 
 @dataclass
 class DeviceState:
     episodes: DeviceEpisodes = field(default_factory=DeviceEpisodes)
-    adapter: Adapter | None = None
+    enrolment: Enrolment | None = None
+    detector: DeviceDetector | None = None
+
+    def for_model(self, model_version: str, window: Window) -> tuple[Enrolment, DeviceDetector]:
+        """The device's enrolment and detector for this model; for another model (another embedding space and
+        beat window) both start over."""
+        if self.enrolment is None or self.enrolment.model_version != model_version or self.detector is None:
+            self.enrolment, self.detector = Enrolment(model_version), DeviceDetector(window)
+        return self.enrolment, self.detector
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "episodes": self.episodes.to_dict(),
-            "adapter": None if self.adapter is None else self.adapter.to_dict(),
+            "enrolment": None if self.enrolment is None else self.enrolment.to_dict(),
+            "detector": None if self.detector is None else _detector_dict(self.detector),
         }
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> DeviceState:
-        adapter = state.get("adapter")
-        return cls(DeviceEpisodes.from_dict(state["episodes"]), None if adapter is None else Adapter.from_dict(adapter))
+        enrolment, detector = state.get("enrolment"), state.get("detector")
+        return cls(
+            DeviceEpisodes.from_dict(state["episodes"]),
+            None if enrolment is None else Enrolment.from_dict(enrolment),
+            None if detector is None else _detector_of(detector),
+        )
 
-    def adapter_for(self, model_version: str) -> Adapter:
-        """The device's adapter for this model; fitted for another model (its embedding space), it starts over."""
-        if self.adapter is None or self.adapter.model_version != model_version:
-            self.adapter = Adapter(model_version)
-        return self.adapter
+
+def _pack(x: np.ndarray) -> dict[str, Any]:
+    array = np.ascontiguousarray(x, dtype="<f4")
+    return {"shape": list(array.shape), "float32": base64.b64encode(array.tobytes()).decode("ascii")}
+
+
+def _unpack(state: dict[str, Any]) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(state["float32"]), dtype="<f4").reshape(state["shape"]).astype(np.float64)
+
+
+def _detector_dict(detector: DeviceDetector) -> dict[str, Any]:
+    bank, rhythm = detector.bank, detector.rhythm
+    return {
+        "window": [getattr(detector.window, f) for f in ("kind", "seq_len", "before_s", "after_s", "margin")],
+        "templates": _pack(np.stack(bank.templates)) if bank.templates else None,
+        "uses": bank.uses,
+        "members": bank.members,
+        "premature": bank.premature,
+        "pause": bank.pause,
+        "spread": bank.spread,
+        "normal": list(rhythm.normal),
+        "recent": list(rhythm.recent),
+        "regular": list(rhythm.regular),
+        "fibrillation": rhythm.fibrillation,
+        "last_dominant": rhythm.last_dominant,
+        "run": detector.run,
+    }
+
+
+def _detector_of(state: dict[str, Any]) -> DeviceDetector:
+    kind, seq_len, before, after, margin = state["window"]
+    templates = [] if state["templates"] is None else list(_unpack(state["templates"]))
+    bank = TemplateBank(templates, state["uses"], state["members"], state["premature"], state["pause"], state["spread"])
+    rhythm = Rhythm()
+    rhythm.normal.extend(state["normal"])
+    rhythm.recent.extend(state["recent"])
+    rhythm.regular = deque(state["regular"], maxlen=rhythm.regular.maxlen)
+    rhythm.fibrillation, rhythm.last_dominant = bool(state["fibrillation"]), bool(state["last_dominant"])
+    return DeviceDetector(Window(kind, seq_len, before, after, margin), bank, rhythm, int(state["run"]))

@@ -278,10 +278,12 @@ def score_event(
     peak: tuple[int, int] | None,
     timing: dict[str, float],
     extra: dict[str, Any] | None = None,
+    anomaly: bool | None = None,
 ) -> dict[str, Any]:
     """One score message. ``score`` is None for a beat that was not scored (its ``quality`` says why, or
     ``extra`` says the device is enrolling): such a beat is never an anomaly. ``peak`` is the sample range, in
-    the model's frame, the score comes from; ``extra`` adds what the score is made of."""
+    the model's frame, the score comes from; ``extra`` adds what the score is made of. ``anomaly``: the
+    verdict when it is not ``score > threshold`` (a strip beat's class decides it)."""
     event: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "id": beat.id, "device_id": beat.device_id}
     event |= {**beat.fields(), "quality": beat.quality}
     event |= extra or {}
@@ -293,7 +295,7 @@ def score_event(
     return event | {
         "score": round(float(score), 6),
         "threshold": round(float(threshold), 6),
-        "anomaly": bool(score > threshold),
+        "anomaly": bool(score > threshold) if anomaly is None else anomaly,
         "model": model_version,
         "peak_error_samples": [start, end],
         "peak_error_fraction": [round(start / length, 3), round(end / length, 3)],

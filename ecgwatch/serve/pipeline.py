@@ -11,6 +11,7 @@ it caused is confirmed (a strip: all its beats' and episodes' events, then its d
 
 from __future__ import annotations
 
+import copy
 import logging
 import queue
 import threading
@@ -23,13 +24,14 @@ import orjson
 import paho.mqtt.client as mqtt
 import torch
 
-from ecgwatch.detection import adaptation
-from ecgwatch.detection.adaptation import DeviceModel
-from ecgwatch.detection.adaptation import Rules as ScoreRules
+from ecgwatch.artifact import LoadedModel
+from ecgwatch.detection import adaptation, features
+from ecgwatch.detection.adaptation import DeviceModel, Terms
+from ecgwatch.detection.device import Verdict
 from ecgwatch.detection.episodes import Event, Rules, observe_beat, observe_unreadable
 from ecgwatch.scorer import Reconstruction, Scorer
 from ecgwatch.serve.config import Settings
-from ecgwatch.serve.devices import DeviceState
+from ecgwatch.serve.devices import DeviceState, Enrolment
 from ecgwatch.serve.messages import (
     SCHEMA_VERSION,
     Beat,
@@ -282,10 +284,10 @@ class Pipeline:
         """The device's fitted model, if it was fitted for this scorer's model (read across threads: the
         publishing thread replaces it whole)."""
         state = self.devices.get(device)
-        adapter = None if state is None else state.adapter
-        if adapter is None or adapter.model_version != scorer.loaded.version:
+        enrolment = None if state is None else state.enrolment
+        if enrolment is None or enrolment.model_version != scorer.loaded.version:
             return None
-        return adapter.device
+        return enrolment.device
 
     # --- publishing thread ------------------------------------------------------------------------
     def publish_until_drained(self) -> None:
@@ -302,119 +304,71 @@ class Pipeline:
                 self._end_strip(item)
                 continue
             timing = {"queued_s": scored.started - item.received, "received_at": item.received_wall}
-            rhythm = self._rhythm(item)
-            if idx in scored.rows:
+            row = scored.rows.get(idx)
+            if row is not None:
                 timing["inference_s"] = scored.inference
-                p, k = scored.rows[idx]
-                part, result = scored.parts[p], finished[p]
-                if result is None:
-                    event = self._adapted_event(item, part, k, rhythm, timing)
-                else:
-                    peak = (result.peak_start[k], result.peak_end[k])
-                    loaded = part.scorer.loaded
-                    event = score_event(
-                        item.beat, float(result.scores[k]), loaded.threshold, loaded.version, peak, timing
-                    )
+            part = None if row is None else scored.parts[row[0]]
+            result = None if row is None else finished[row[0]]
+            if isinstance(item.beat, StripBeat) and self.current_scorer().loaded.adapted:
+                event, verdict = self._strip_event(item, item.beat, part, None if row is None else row[1], timing)
+            elif part is not None and result is not None and row is not None:
+                k, loaded = row[1], part.scorer.loaded
+                peak = (result.peak_start[k], result.peak_end[k])
+                event = score_event(item.beat, float(result.scores[k]), loaded.threshold, loaded.version, peak, timing)
+                verdict = None
             else:
-                event = self._caught_up_event(item, rhythm, timing) or self._unscored_event(item, timing)
-            self._publish_event(item, event)
+                loaded = self.current_scorer().loaded
+                event, verdict = score_event(item.beat, None, loaded.threshold, loaded.version, None, timing), None
+            self._publish_event(item, event, verdict)
 
-    def _rhythm(self, item: Pending) -> tuple[float, float] | None:
-        """A readable strip beat's prematurity and pause, for an adapted model (its history grows in order)."""
-        main = self.current_scorer()
-        if not main.loaded.adapted or not isinstance(item.beat, StripBeat) or item.beat.late:
-            return None
-        if not isinstance(item.output, StripTicket) or item.output.detached or item.beat.quality != "ok":
-            return None
-        adapter = self._device_state(item.beat.device_id, item.output).adapter_for(main.loaded.version)
-        return adapter.rhythm.terms(item.beat.found.rr_s, item.beat.found.rr_next_s)
+    def _strip_event(
+        self, item: Pending, beat: StripBeat, part: Part | None, k: int | None, timing: dict[str, float]
+    ) -> tuple[dict[str, object], Verdict]:
+        """Judge a strip beat on its device (ecgwatch.detection.device): enrolment, templates, rhythm, class.
 
-    def _adapted_event(
-        self, item: Pending, part: Part, k: int, rhythm: tuple[float, float] | None, timing: dict[str, float]
-    ) -> dict[str, object]:
-        """Score one beat against its device (see ecgwatch.detection.adaptation): the event says which term fired."""
-        assert part.devices is not None
-        loaded, rec = part.scorer.loaded, part.reconstruction
-        device, rules = part.devices[k], ScoreRules.from_metadata(loaded.metadata["score"].get("rules", {}))
-        premature, pause = rhythm or (0.0, 0.0)
-        row = slice(k, k + 1)
-        terms = adaptation.terms(
-            device,
-            rec.x[row],
-            rec.reconstruction[row],
-            rec.embedding[row],
-            (np.array([premature]), np.array([pause])),
-            rules.window,
-        )
-        score, from_rhythm, from_model = (float(v[0]) for v in terms.score(rules))
-        where = int(terms.where[0])
-        window = loaded.window
-        step = (window.before_s + window.after_s) / (window.seq_len - 1)
-        morphology, embedding = float(terms.morphology[0]), float(terms.embedding[0])
-        fired = "rhythm" if from_rhythm >= from_model else ("morphology" if morphology >= embedding else "embedding")
-        extra = {
-            "terms": {
-                "rhythm": round(from_rhythm, 3),
-                "model": round(from_model, 3),
-                "premature": round(premature, 3),
-                "pause": round(pause, 3),
-                "morphology": round(morphology, 3),
-                "embedding": round(embedding, 3),
-            },
-            "fired": fired,
-            "peak_error_s": [
-                round(-window.before_s + where * step, 3),
-                round(-window.before_s + (where + rules.window) * step, 3),
-            ],
-        }
-        return score_event(
-            item.beat, score, loaded.threshold, loaded.version, (where, where + rules.window), timing, extra
-        )
-
-    def _caught_up_event(
-        self, item: Pending, rhythm: tuple[float, float] | None, timing: dict[str, float]
-    ) -> dict[str, object] | None:
-        """Score a beat the scoring thread passed over as enrolling while its device finished enrolling.
-
-        In a burst (a backlog after a reconnect, a watch uploading minutes at once) the scoring thread runs
-        ahead of the enrolment the publishing thread completes. Those beats are scored here, one row each,
-        once per device: otherwise they would be published unjudged and would start a second enrolment.
+        Beats of late or redelivered strips are judged on a copy of the device's state: its rhythm has moved
+        on, and judging them must not move it again.
         """
         main = self.current_scorer()
-        beat = item.beat
-        if not main.loaded.adapted or not isinstance(beat, StripBeat) or not item.scorable:
-            return None
-        # Late and redelivered strips too: once a device is fitted, none of its beats is "enrolling" again.
-        device = self._fitted(beat.device_id, main)
-        if device is None:
-            return None
-        assert beat.samples is not None  # scorable
-        x = adaptation.prepare(device, beat.samples[None], main.loaded.window.margin)
-        self.metrics.beats_scored.inc()
-        return self._adapted_event(item, Part(main, main.reconstruct(x), [device]), 0, rhythm, timing)
-
-    def _unscored_event(self, item: Pending, timing: dict[str, float]) -> dict[str, object]:
-        """A beat no model scored: unreadable, or its device is enrolling (then it joins the enrolment)."""
-        main = self.current_scorer()
         loaded = main.loaded
-        beat = item.beat
-        enrolling = loaded.adapted and isinstance(beat, StripBeat) and item.scorable
-        if enrolling and isinstance(item.output, StripTicket) and not item.output.detached:
-            assert isinstance(beat, StripBeat)
-            assert beat.samples is not None
-            adapter = self._device_state(beat.device_id, item.output).adapter_for(loaded.version)
+        ticket = item.output if isinstance(item.output, StripTicket) else None
+        attached = ticket is not None and not ticket.detached and not beat.late
+        state = self._device_state(beat.device_id, ticket)
+        if not attached:
+            state = copy.deepcopy(state)
+        enrolment, detector = state.for_model(loaded.version, loaded.window)
+        device = enrolment.device
+        terms = None
+        if device is not None and item.scorable:
+            if part is None or k is None or part.devices is None:
+                # Passed over as enrolling by the scoring thread while the device finished enrolling (a burst):
+                # reconstructed here, once per beat, or it would be published unjudged.
+                assert beat.samples is not None
+                x = adaptation.prepare(device, beat.samples[None], loaded.window.margin)
+                part, k = Part(main, main.reconstruct(x), [device]), 0
+                self.metrics.beats_scored.inc()
+            rec, row = part.reconstruction, slice(k, k + 1)
+            fitted = part.devices[k] if part.devices is not None else device
+            terms = adaptation.terms(fitted, rec.x[row], rec.reconstruction[row], rec.embedding[row])
+        ae = None if terms is None else (float(terms.morphology[0]), float(terms.embedding[0]))
+        verdict = detector.step(beat.found, ae, loaded.classifiers if ae is not None else None)
+        if device is None and item.scorable and attached:
+            self._enrol(enrolment, beat, main)
+        return _verdict_event(beat, verdict, terms, loaded, timing, enrolling=device is None and item.scorable), verdict
 
-            def model(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-                part = main.reconstruct(x)
-                return part.reconstruction, part.embedding
+    def _enrol(self, enrolment: Enrolment, beat: StripBeat, main: Scorer) -> None:
+        loaded = main.loaded
 
-            if adapter.enrol(beat.samples, beat.found.t, self.enrolment_s, loaded.window.margin, model):
-                self.metrics.devices_enrolled.inc()
-                log.info("device enrolled", extra={"device": beat.device_id, "model": loaded.version})
-        extra = {"enrolling": True} if enrolling else None
-        return score_event(beat, None, loaded.threshold, loaded.version, None, timing, extra)
+        def model(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            part = main.reconstruct(x)
+            return part.reconstruction, part.embedding
 
-    def _publish_event(self, pending: Pending, event: dict[str, object]) -> None:
+        assert beat.samples is not None
+        if enrolment.add(beat.samples, beat.found.rr_s, self.enrolment_s, loaded.window.margin, model):
+            self.metrics.devices_enrolled.inc()
+            log.info("device enrolled", extra={"device": beat.device_id, "model": loaded.version})
+
+    def _publish_event(self, pending: Pending, event: dict[str, object], verdict: Verdict | None) -> None:
         cfg = self.settings.mqtt
         anomalous = bool(event["anomaly"])
         if event["score"] is not None:
@@ -428,7 +382,7 @@ class Pipeline:
             publications.append(("score", cfg.score_topic.format(device=device), payload))
         if anomalous and cfg.publish_anomalies:
             publications.append(("anomaly", cfg.anomaly_topic.format(device=device), payload))
-        publications += self._episodes_of(pending, anomalous)
+        publications += self._episodes_of(pending, anomalous, verdict)
 
         def done() -> bool:
             self.metrics.latency_seconds.observe(time.monotonic() - pending.received)
@@ -444,14 +398,15 @@ class Pipeline:
             self.devices[device], ticket.adopt = ticket.adopt, None
         return self.devices.setdefault(device, DeviceState())
 
-    def _episodes_of(self, pending: Pending, anomalous: bool) -> list[Publication]:
+    def _episodes_of(self, pending: Pending, anomalous: bool, verdict: Verdict | None) -> list[Publication]:
         beat = pending.beat
         ticket = pending.output if isinstance(pending.output, StripTicket) else None
         if not self.settings.episodes.enabled or (ticket is not None and ticket.detached):
             return []
         t = beat.found.t if isinstance(beat, StripBeat) else (beat.ts or pending.received_wall)
         state = self._device_state(beat.device_id, ticket).episodes
-        events = observe_beat(state, self.rules, beat.device_id, t, beat.quality == "ok", anomalous)
+        fibrillation = verdict is not None and verdict.fibrillation
+        events = observe_beat(state, self.rules, beat.device_id, t, beat.quality == "ok", anomalous, fibrillation)
         return self._episode_publications(beat.device_id, events)
 
     def _end_strip(self, end: StripEnd) -> None:
@@ -492,3 +447,44 @@ def _topic_of(message: mqtt.MQTTMessage, lenient: bool = False) -> str:
         if lenient:
             return bytes(message._topic).decode("utf-8", "replace")  # paho has no other accessor
         raise InvalidBeat("bad_topic", "topic is not valid UTF-8") from None
+
+
+# The features an event reports of a classified beat (ecgwatch.detection.features), rounded.
+EVENT_TERMS = (
+    "correlation", "width", "distance", "premature", "pause", "template_share", "ae_morphology", "ae_embedding",
+    "irregularity",
+)  # fmt: skip
+
+
+def _verdict_event(
+    beat: StripBeat,
+    verdict: Verdict,
+    terms: Terms | None,
+    loaded: LoadedModel,
+    timing: dict[str, float],
+    enrolling: bool,
+) -> dict[str, object]:
+    """A strip beat's event: its class, P(ventricular), the features behind it, where the residual is worst."""
+    classifiers = loaded.classifiers
+    if verdict.beat_class is None or verdict.probability is None or terms is None or classifiers is None:
+        extra: dict[str, object] = {"beat_class": None, "enrolling": True} if enrolling else {"beat_class": None}
+        return score_event(beat, None, loaded.threshold, loaded.version, None, timing, extra)
+    threshold = classifiers.fibrillation_threshold if verdict.fibrillation else classifiers.threshold
+    where = int(terms.where[0])
+    window = loaded.window
+    step = (window.before_s + window.after_s) / (window.seq_len - 1)
+    assert verdict.features is not None
+    values = dict(zip(features.NAMES, verdict.features.tolist(), strict=True))
+    extra = {
+        "beat_class": verdict.beat_class,
+        "atrial_fibrillation": verdict.fibrillation,
+        "fired": {"V": "morphology", "S": "rhythm"}.get(verdict.beat_class),
+        "terms": {name: None if np.isnan(values[name]) else round(values[name], 3) for name in EVENT_TERMS},
+        "peak_error_s": [
+            round(-window.before_s + where * step, 3),
+            round(-window.before_s + (where + adaptation.WINDOW) * step, 3),
+        ],
+    }
+    peak = (where, where + adaptation.WINDOW)
+    anomaly = verdict.beat_class in ("S", "V")
+    return score_event(beat, verdict.probability, threshold, loaded.version, peak, timing, extra, anomaly)

@@ -1,4 +1,4 @@
-"""Per-device adaptation with the shipped population model: enrol without labels, then judge.
+"""The autoencoder's per-device terms with the shipped population model: enrol without labels, then measure.
 
 Record 106 (PVC in about a quarter of its beats, bigeminy) is the hard case for an unlabelled enrolment.
 The shipped model saw 106 in training; the leave-one-person-out figures are in docs/crossperson.md.
@@ -17,7 +17,7 @@ from sklearn.metrics import roc_auc_score
 from ecgwatch import artifact
 from ecgwatch.datasets.mitbih import load_record
 from ecgwatch.detection import adaptation
-from ecgwatch.detection.adaptation import DeviceModel, Rhythm, Rules
+from ecgwatch.detection.adaptation import DeviceModel
 from ecgwatch.scorer import Scorer
 from training.mitbih_eval import stream_record
 
@@ -39,29 +39,25 @@ def scored(data_root: Path) -> dict:
     windows = np.stack([b.window if b.window is not None else np.zeros(window.length) for b in beats])
     enrol = keep & (t < 120)
     device = adaptation.fit(windows[enrol], window.margin, model)
-    rhythm = Rhythm()
-    rr = np.array([rhythm.terms(b.rr_s, b.rr_next_s) for b in beats])
     later = keep & (t >= 120) & (streamed.annotation >= 0)
     x = adaptation.prepare(device, windows[later], window.margin)
     recon, embedding = model(x)
-    terms = adaptation.terms(device, x, recon, embedding, (rr[later, 0], rr[later, 1]), Rules.window)
-    score, _rhythm, from_model = terms.score(Rules())
-    return {"device": device, "score": score, "pvc": streamed.pvc[later], "enrol_pvc": streamed.pvc[enrol],
-            "terms": terms, "threshold": loaded.threshold, "model_part": from_model}  # fmt: skip
+    terms = adaptation.terms(device, x, recon, embedding)
+    return {"device": device, "pvc": streamed.pvc[later], "enrol_pvc": streamed.pvc[enrol], "terms": terms}
 
 
 def test_an_enrolment_full_of_pvcs_still_learns_the_normal_beat(scored) -> None:
     assert scored["enrol_pvc"].mean() > 0.15  # 106's first two minutes: a PVC in more than one beat in seven
-    pvc, score, threshold = scored["pvc"], scored["score"], scored["threshold"]
-    assert roc_auc_score(pvc, score) > 0.97
-    assert (score[pvc] > threshold).mean() > 0.85
-    assert (score[~pvc] > threshold).mean() < 0.02
+    terms, pvc = scored["terms"], scored["pvc"]
+    assert np.median(terms.morphology[~pvc]) < 2.0  # "usual" was learnt on the normal beats, not the PVCs
+    assert roc_auc_score(pvc, terms.morphology) > 0.95
+    assert roc_auc_score(pvc, terms.embedding) > 0.95
 
 
-def test_the_model_alone_cannot_raise_an_alarm(scored) -> None:
-    assert scored["model_part"].max() <= Rules().ae_clip[1] < scored["threshold"]
-    terms = scored["terms"]
-    assert np.median(terms.morphology[scored["pvc"]]) > 2 * np.median(terms.morphology[~scored["pvc"]])
+def test_the_worst_stretch_is_where_a_pvc_differs(scored) -> None:
+    terms, pvc = scored["terms"], scored["pvc"]
+    assert np.median(terms.morphology[pvc]) > 2 * np.median(terms.morphology[~pvc])
+    assert ((terms.where >= 0) & (terms.where <= 140 - adaptation.WINDOW)).all()
 
 
 def test_a_device_model_is_small_and_survives_json(scored) -> None:
@@ -71,13 +67,3 @@ def test_a_device_model_is_small_and_survives_json(scored) -> None:
     again = DeviceModel.from_dict(json.loads(text))
     np.testing.assert_allclose(again.template, device.template, rtol=1e-6)
     assert again.amplitude == pytest.approx(device.amplitude)
-
-
-def test_prematurity_and_pause() -> None:
-    rhythm = Rhythm()
-    for _ in range(16):
-        assert rhythm.terms(1.0, 1.0) == (0.0, 0.0)
-    premature, pause = rhythm.terms(0.6, 1.4)  # 40% early, then a compensatory pause
-    assert premature == pytest.approx(0.4)
-    assert pause == pytest.approx(np.log(1.4 / 0.6))
-    assert rhythm.terms(None, 1.0) == (0.0, 0.0)

@@ -25,7 +25,9 @@ def test_a_quick_suite_on_one_person_passes_and_writes_a_report(tmp_path: Path, 
     assert rows["clean"]["pvc"] > 20
     for name, row in rows.items():
         assert row["verdict"] != "FAIL", (name, row)
-        assert row["recall"] >= 0.6, (name, row)
+        # A lead turned over is not judged until the polarity turns (about 100 s, here the minute that holds
+        # most of this excerpt's PVCs): those PVCs count as missed, and none of its beats is a false alarm.
+        assert row["recall"] >= (0.3 if name == "reversed" else 0.9), (name, row)
     # The pre-cut path has no quality gate and no device to adapt to: a reversed lead is all false alarms.
     assert report["paths"][beats]["reversed"]["far"] > 0.5
     assert (tmp_path / "robustness.png").stat().st_size > 10_000
