@@ -9,6 +9,7 @@ raise (:mod:`ecgwatch.detection.episodes`, the daemon's rules).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import torch
 
 from ecgwatch import artifact
 from ecgwatch.datasets.mitbih import Record, load_record, records_in
-from ecgwatch.detection.episodes import DeviceEpisodes, Rules, observe_beat, observe_unreadable
+from ecgwatch.detection.episodes import DeviceEpisodes, Rules, close_all, observe_beat, observe_unreadable
 from ecgwatch.detection.segmentation import FoundBeat, Strip, Window, close, push
 from ecgwatch.scorer import Scorer
 
@@ -84,20 +85,24 @@ def scores(scorer: Scorer, streamed: StreamedRecord) -> np.ndarray:
     return out
 
 
-def episodes(streamed: StreamedRecord, anomalous: np.ndarray, rules: Rules) -> list[dict[str, Any]]:
-    """Episode start events the daemon's rules raise over the record, in time order."""
-    state, started = DeviceEpisodes(), []
-    pending = sorted(zip([b.t for b in streamed.beats], range(len(streamed.beats)), strict=True))
-    beat = 0
+def episodes(
+    streamed: StreamedRecord, classes: Sequence[str | None], fibrillation: Sequence[bool], rules: Rules
+) -> list[dict[str, Any]]:
+    """Every episode event the daemon's rules raise over the record, in time order, the open ones ended at the
+    record's end (as the daemon ends them when a device goes quiet)."""
+    state, events = DeviceEpisodes(), []
+    order = sorted(range(len(streamed.beats)), key=lambda i: streamed.beats[i].t)
+    k = 0
     for start, seconds, quality in streamed.strips:
-        while beat < len(pending) and pending[beat][0] < start + seconds:
-            i = pending[beat][1]
-            readable = streamed.beats[i].quality == "ok"
-            started += observe_beat(state, rules, "d", pending[beat][0], readable, bool(anomalous[i] and readable))
-            beat += 1
+        while k < len(order) and streamed.beats[order[k]].t < start + seconds:
+            i = order[k]
+            beat = streamed.beats[i]
+            events += observe_beat(state, rules, "d", beat.t, classes[i], beat.rr_s, bool(fibrillation[i]))
+            k += 1
         if quality != "ok" and not any(start <= b.t < start + seconds and b.quality == "ok" for b in streamed.beats):
-            started += observe_unreadable(state, rules, "d", start, seconds)
-    return [e for e in started if e["type"] == "start"]
+            events += observe_unreadable(state, rules, "d", start, seconds)
+    end = streamed.strips[-1][0] + streamed.strips[-1][1] if streamed.strips else 0.0
+    return events + close_all(state, rules, "d", end)
 
 
 def strips_report(model_dir: Path, data: Path, out: Path, rules: Rules | None = None) -> dict[str, Any]:
@@ -122,7 +127,8 @@ def _row(streamed: StreamedRecord, anomalous: np.ndarray, rules: Rules) -> dict[
     record, matched = streamed.record, streamed.annotation >= 0
     non_pvc, pvc, readable = matched & ~streamed.pvc, streamed.pvc, streamed.readable
     hours = len(record.signal) / record.fs / 3600
-    starts = episodes(streamed, anomalous, rules)
+    classes = [("V" if a else "N") if r else None for a, r in zip(anomalous, readable, strict=True)]
+    starts = [e for e in episodes(streamed, classes, [False] * len(classes), rules) if e["type"] == "start"]
     per_day = {
         k: round(sum(e["kind"] == k for e in starts) / hours * 24, 1) for k in sorted({e["kind"] for e in starts})
     }

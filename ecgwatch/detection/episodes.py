@@ -1,36 +1,84 @@
-"""Episodes: what a person on call needs, from a device's beats in time order.
+"""Episodes: what a person on call needs, from a device's classified beats in time order.
 
-A fleet cannot page on single beats: at a 1% per-beat false-alarm rate, 100,000 watches would raise about
-1,000 anomaly events a second. Episodes open on persistent patterns, with defaults from clinical usage:
+A fleet cannot page on single beats. Episodes are the rhythms cardiologists annotate (the MIT-BIH rhythm
+labels in brackets), each with an onset rule, an offset rule, and hysteresis:
 
-- ``frequent_ectopy``: >= 6 anomalous beats within a minute (ends when fewer than half that remain);
-- ``run``: >= 3 anomalous beats in a row (ends at the next normal beat);
-- ``bigeminy``: >= 4 normal-anomalous pairs in a row (ends when the alternation breaks);
-- ``signal_lost``: >= 30 s of received signal with no readable beat (ends at the next readable one);
-- ``atrial_fibrillation``: while the device's rhythm is irregularly irregular (:mod:`ecgwatch.detection.rhythm`).
+| kind | onset | continues while | label |
+|---|---|---|---|
+| ``ventricular_tachycardia`` | >= 3 V beats in a row at >= 100/min | V beats follow | ``(VT`` |
+| ``svt`` | >= 3 S beats in a row at >= 100/min | S beats follow | ``(SVTA`` |
+| ``bigeminy`` | >= 3 N-V pairs in a row | the last 4 beats alternate | ``(B`` |
+| ``trigeminy`` | >= 3 N-N-V triples in a row | the last 6 beats repeat it | ``(T`` |
+| ``atrial_fibrillation`` | irregularly irregular (:mod:`ecgwatch.detection.rhythm`) | it lasts | ``(AFIB``, ``(AFL`` |
+| ``bradycardia``, ``tachycardia`` | the last 30 s below / above the limit | within 10% / 8% of it | ``(SBR`` |
+| ``pause`` | no beat for >= 2.5 s in readable signal | another pause follows | |
+| ``frequent_ectopy`` | >= 6 ectopic beats within a minute | an ectopic beat with >= 3 in its minute | |
+| ``signal_lost`` | >= 30 s of signal with no readable beat | nothing readable comes | |
 
-Each episode emits ``start``, ``update`` (at most every ``update_interval_s`` while it grows) and ``end``
-events, with a stable id, as Frigate does for its events. Unreadable beats neither open nor close the
-ectopy kinds: they are counted, not judged.
+**No flapping.** When a kind's condition lapses, its episode waits for the kind's *gap* (30-300 s) before it
+ends: if the condition comes back meanwhile, the same episode goes on. Its ``ended`` is when the condition last
+held, and its ``beats`` and ``anomalous`` count every beat from its first to then. An episode is only published
+once it has lasted its kind's minimum duration; one that ends sooner is dropped without a word.
+
+**Severity.** ``critical`` for ventricular tachycardia and pauses of >= 3 s, ``warning`` for svt, other pauses
+and atrial fibrillation once it has lasted :attr:`Rules.fibrillation_warning_s`; ``info`` for the rest. Alert
+rules page on ``warning`` and up (deploy/prometheus). Each episode emits ``start``, ``update`` (at most every
+``update_interval_s``, and when its severity rises) and ``end`` events, with a stable id.
 """
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-KINDS = ("frequent_ectopy", "run", "bigeminy", "signal_lost", "atrial_fibrillation")
-WINDOW_S = 60.0
+KINDS = (
+    "ventricular_tachycardia", "svt", "bigeminy", "trigeminy", "atrial_fibrillation", "bradycardia", "tachycardia",
+    "pause", "frequent_ectopy", "signal_lost",
+)  # fmt: skip
+SEVERITIES = ("info", "warning", "critical")
+ECTOPY_WINDOW_S = 60.0
+RATE_WINDOW_S = 30.0
+AF_BACKDATE = 20  # beats: the irregularity statistic turns about half its window after the rhythm does
+
+
+@dataclass(frozen=True)
+class KindRules:
+    """How one kind is published: it waits ``gap_s`` before ending, and is only published at ``min_s``."""
+
+    gap_s: float
+    min_s: float
+    severity: str
+
+
+DEFAULT_KINDS = {
+    "ventricular_tachycardia": KindRules(60.0, 0.0, "critical"),
+    "svt": KindRules(60.0, 0.0, "warning"),
+    "bigeminy": KindRules(60.0, 0.0, "info"),
+    "trigeminy": KindRules(60.0, 0.0, "info"),
+    "atrial_fibrillation": KindRules(120.0, 30.0, "info"),
+    "bradycardia": KindRules(120.0, 30.0, "info"),
+    "tachycardia": KindRules(120.0, 30.0, "info"),
+    "pause": KindRules(60.0, 0.0, "warning"),
+    "frequent_ectopy": KindRules(300.0, 60.0, "info"),
+    "signal_lost": KindRules(60.0, 0.0, "info"),
+}
 
 
 @dataclass(frozen=True)
 class Rules:
     ectopy_per_minute: int = 6
     run_beats: int = 3
-    bigeminy_cycles: int = 4
+    run_rate_bpm: float = 100.0
+    bigeminy_cycles: int = 3
+    trigeminy_cycles: int = 3
+    bradycardia_bpm: float = 40.0
+    tachycardia_bpm: float = 130.0
+    pause_s: float = 2.5
+    pause_critical_s: float = 3.0
+    fibrillation_warning_s: float = 300.0
     signal_lost_s: float = 30.0
     update_interval_s: float = 60.0
+    kinds: dict[str, KindRules] = field(default_factory=lambda: dict(DEFAULT_KINDS))
 
 
 @dataclass
@@ -38,18 +86,24 @@ class Episode:
     id: str
     kind: str
     started: float
-    beats: int = 0
+    held: float  # when its condition last held
+    beats: int = 0  # from the first beat to ``held``
     anomalous: int = 0
+    pending_beats: int = 0  # counted since ``held``: they join only if the condition comes back
+    pending_anomalous: int = 0
+    published: bool = False
+    severity: str = "info"
+    longest_s: float = 0.0  # pause: the longest silence in it
     last_update: float = 0.0
 
 
 @dataclass
 class DeviceEpisodes:
-    """One device's rolling evidence and open episodes (persisted with its track)."""
+    """One device's rolling evidence and open episodes (persisted with its state)."""
 
-    anomalous_times: list[float] = field(default_factory=list)  # within the last WINDOW_S
-    consecutive: int = 0
-    pattern: list[bool] = field(default_factory=list)  # recent readable beats: anomalous or not
+    recent: list[tuple[float, str]] = field(default_factory=list)  # last readable beats: (t, class)
+    ectopic_times: list[float] = field(default_factory=list)  # within the last ECTOPY_WINDOW_S
+    beat_times: list[float] = field(default_factory=list)  # readable beats within RATE_WINDOW_S
     unreadable_s: float = 0.0  # received signal since the last readable beat
     unreadable_since: float | None = None
     open: dict[str, Episode] = field(default_factory=dict)
@@ -59,10 +113,18 @@ class DeviceEpisodes:
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> DeviceEpisodes:
-        return cls(**{**state, "open": {k: Episode(**e) for k, e in state["open"].items()}})
+        return cls(
+            recent=[(float(t), str(c)) for t, c in state["recent"]],
+            ectopic_times=list(state["ectopic_times"]),
+            beat_times=list(state["beat_times"]),
+            unreadable_s=float(state["unreadable_s"]),
+            unreadable_since=state["unreadable_since"],
+            open={k: Episode(**e) for k, e in state["open"].items()},
+        )
 
 
 Event = dict[str, Any]
+HISTORY = 24  # readable beats kept: the patterns' and the AF onset's
 
 
 def observe_beat(
@@ -70,74 +132,161 @@ def observe_beat(
     rules: Rules,
     device: str,
     t: float,
-    readable: bool,
-    anomalous: bool,
+    beat_class: str | None,
+    rr_s: float | None = None,
     fibrillation: bool = False,
 ) -> list[Event]:
-    """Fold one beat (in time order) into the device's episodes; returns the events it causes."""
-    events: list[Event] = []
+    """Fold one beat (in time order) into the device's episodes; returns the events it causes.
+
+    ``beat_class``: N, S or V, or None for a beat that was not judged (unreadable, enrolling), which is counted
+    but neither opens nor closes anything; ``rr_s``: the interval before it within one run of signal.
+    """
     for episode in state.open.values():
-        episode.beats += 1
-        episode.anomalous += anomalous
-    if not readable:
-        return events
-    events += _close(state, device, "signal_lost", t)
+        episode.pending_beats += 1
+        episode.pending_anomalous += beat_class in ("S", "V")
+    if beat_class is None:
+        return _expire(state, rules, device, t)
+    events = _signal_back(state, rules, device, t)
     state.unreadable_s, state.unreadable_since = 0.0, None
-    state.anomalous_times = [x for x in state.anomalous_times if x > t - WINDOW_S] + ([t] if anomalous else [])
-    state.consecutive = state.consecutive + 1 if anomalous else 0
-    state.pattern = ([*state.pattern, anomalous])[-2 * rules.bigeminy_cycles :]
-    per_minute = len(state.anomalous_times)
-    events += _condition(state, rules, device, "frequent_ectopy", t, per_minute >= rules.ectopy_per_minute,
-                         per_minute < (rules.ectopy_per_minute + 1) // 2)  # fmt: skip
-    events += _condition(state, rules, device, "run", t, state.consecutive >= rules.run_beats, not anomalous)
-    alternating = _alternating(state.pattern)
-    bigeminy = len(state.pattern) == 2 * rules.bigeminy_cycles and alternating
-    events += _condition(state, rules, device, "bigeminy", t, bigeminy, not _alternating(state.pattern[-3:]))
-    events += _condition(state, rules, device, "atrial_fibrillation", t, fibrillation, not fibrillation)
-    return events
+    state.recent = [*state.recent, (t, beat_class)][-HISTORY:]
+    state.beat_times = [x for x in state.beat_times if x > t - RATE_WINDOW_S] + [t]
+    ectopic = beat_class in ("S", "V")
+    state.ectopic_times = [x for x in state.ectopic_times if x > t - ECTOPY_WINDOW_S] + ([t] if ectopic else [])
+    for kind, opened_at in _onsets(state, rules, t, rr_s, fibrillation).items():
+        events += _hold(state, rules, device, kind, opened_at, t, rr_s)
+    return events + _expire(state, rules, device, t)
 
 
 def observe_unreadable(state: DeviceEpisodes, rules: Rules, device: str, start: float, seconds: float) -> list[Event]:
     """A stretch of received signal (a strip) in which nothing was readable."""
     state.unreadable_since = state.unreadable_since if state.unreadable_since is not None else start
     state.unreadable_s += seconds
-    lost = state.unreadable_s >= rules.signal_lost_s
-    return _condition(state, rules, device, "signal_lost", start + seconds, lost, False, state.unreadable_since)
+    events = []
+    if state.unreadable_s >= rules.signal_lost_s:
+        events += _hold(state, rules, device, "signal_lost", state.unreadable_since, start + seconds, None)
+    return events + _expire(state, rules, device, start + seconds)
 
 
-def _alternating(flags: list[bool]) -> bool:
-    return len(flags) >= 2 and all(a != b for a, b in itertools.pairwise(flags))
+def close_all(state: DeviceEpisodes, rules: Rules, device: str, t: float) -> list[Event]:
+    """The device went quiet: every open episode ends now (at when it last held)."""
+    return [e for kind in list(state.open) for e in _end(state, device, kind)]
 
 
-def _condition(
-    state: DeviceEpisodes,
-    rules: Rules,
-    device: str,
-    kind: str,
-    t: float,
-    holds: bool,
-    over: bool,
-    since: float | None = None,
+def _onsets(state: DeviceEpisodes, rules: Rules, t: float, rr_s: float | None, fibrillation: bool) -> dict[str, float]:
+    """Every kind whose condition holds at this beat, with when its episode would have started."""
+    held: dict[str, float] = {}
+    classes = [c for _, c in state.recent]
+    times = [x for x, _ in state.recent]
+    for kind, letter in (("ventricular_tachycardia", "V"), ("svt", "S")):
+        run = _run_length(classes, letter)
+        if run >= rules.run_beats and _rate(times[-run:]) >= rules.run_rate_bpm:
+            held[kind] = times[-run]
+    for kind, unit, cycles in (("bigeminy", "NV", rules.bigeminy_cycles), ("trigeminy", "NNV", rules.trigeminy_cycles)):
+        opening = len(unit) * cycles
+        if "".join(classes[-opening:]) == unit * cycles:
+            held[kind] = times[-opening]
+        elif kind in state.open and "".join(classes[-2 * len(unit) :]) in _rotations(unit * 2):
+            held[kind] = t
+    if fibrillation:
+        backdated = times[-min(AF_BACKDATE, len(times))]
+        held["atrial_fibrillation"] = backdated if "atrial_fibrillation" not in state.open else t
+    rate = _rate(state.beat_times) if state.beat_times[-1] - state.beat_times[0] >= RATE_WINDOW_S / 2 else None
+    if rate is not None:
+        low, high = rules.bradycardia_bpm, rules.tachycardia_bpm
+        if rate < low or ("bradycardia" in state.open and rate < low * 1.1):
+            held["bradycardia"] = state.beat_times[0] if "bradycardia" not in state.open else t
+        if rate > high or ("tachycardia" in state.open and rate > high * 0.92):
+            held["tachycardia"] = state.beat_times[0] if "tachycardia" not in state.open else t
+    if rr_s is not None and rr_s >= rules.pause_s:
+        held["pause"] = t - rr_s
+    ectopic = len(state.ectopic_times)
+    if state.ectopic_times and state.ectopic_times[-1] == t:  # it lasts from its first ectopic beat to its last
+        open_ = state.open.get("frequent_ectopy")
+        if ectopic >= rules.ectopy_per_minute:
+            held["frequent_ectopy"] = state.ectopic_times[0] if open_ is None else t
+        elif open_ is not None and open_.published and ectopic >= (rules.ectopy_per_minute + 1) // 2:
+            held["frequent_ectopy"] = t
+    return held
+
+
+def _hold(
+    state: DeviceEpisodes, rules: Rules, device: str, kind: str, started: float, t: float, rr_s: float | None
 ) -> list[Event]:
+    """The kind's condition holds at ``t``: open its episode (from ``started``) or carry it on."""
     episode = state.open.get(kind)
     if episode is None:
-        if not holds:
-            return []
-        started = t if since is None else since
-        episode = Episode(f"{device}/{kind}/{started:.3f}", kind, started, last_update=t)
-        state.open[kind] = episode
-        return [_event("start", device, episode, None)]
-    if over:
-        return _close(state, device, kind, t)
-    if t - episode.last_update >= rules.update_interval_s:
+        opening = _beats_since(state, started)
+        episode = Episode(f"{device}/{kind}/{started:.3f}", kind, started, t, opening[0], opening[1])
         episode.last_update = t
+        state.open[kind] = episode
+    else:
+        episode.held = t
+        episode.beats += episode.pending_beats
+        episode.anomalous += episode.pending_anomalous
+    episode.pending_beats = episode.pending_anomalous = 0
+    if kind == "pause" and rr_s is not None:
+        episode.longest_s = max(episode.longest_s, rr_s)
+    severity = _severity(rules, episode)
+    if not episode.published:
+        if episode.held - episode.started < rules.kinds[kind].min_s:
+            return []
+        episode.published, episode.severity, episode.last_update = True, severity, t
+        return [_event("start", device, episode, None)]
+    if (
+        SEVERITIES.index(severity) > SEVERITIES.index(episode.severity)
+        or t - episode.last_update >= rules.update_interval_s
+    ):
+        episode.severity, episode.last_update = max(severity, episode.severity, key=SEVERITIES.index), t
         return [_event("update", device, episode, None)]
     return []
 
 
-def _close(state: DeviceEpisodes, device: str, kind: str, t: float) -> list[Event]:
-    episode = state.open.pop(kind, None)
-    return [] if episode is None else [_event("end", device, episode, t)]
+def _expire(state: DeviceEpisodes, rules: Rules, device: str, t: float) -> list[Event]:
+    """End every episode whose condition has not held for its kind's gap."""
+    return [e for kind, episode in list(state.open.items()) if t - episode.held > rules.kinds[kind].gap_s
+            for e in _end(state, device, kind)]  # fmt: skip
+
+
+def _signal_back(state: DeviceEpisodes, rules: Rules, device: str, t: float) -> list[Event]:
+    """A readable beat ends signal_lost at once: there is nothing to wait for."""
+    return _end(state, device, "signal_lost") if "signal_lost" in state.open else []
+
+
+def _end(state: DeviceEpisodes, device: str, kind: str) -> list[Event]:
+    episode = state.open.pop(kind)
+    return [_event("end", device, episode, episode.held)] if episode.published else []
+
+
+def _severity(rules: Rules, episode: Episode) -> str:
+    if episode.kind == "pause" and episode.longest_s >= rules.pause_critical_s:
+        return "critical"
+    if episode.kind == "atrial_fibrillation" and episode.held - episode.started >= rules.fibrillation_warning_s:
+        return "warning"
+    return rules.kinds[episode.kind].severity
+
+
+def _beats_since(state: DeviceEpisodes, started: float) -> tuple[int, int]:
+    """The readable beats from ``started`` on that the device still remembers (the ones that opened it)."""
+    opening = [c for x, c in state.recent if x >= started]
+    return len(opening), sum(c in ("S", "V") for c in opening)
+
+
+def _run_length(classes: list[str], letter: str) -> int:
+    n = 0
+    for c in reversed(classes):
+        if c != letter:
+            break
+        n += 1
+    return n
+
+
+def _rate(times: list[float]) -> float:
+    """Beats per minute over ``times`` (0 for fewer than two beats)."""
+    return 60.0 * (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+
+
+def _rotations(pattern: str) -> set[str]:
+    return {pattern[k:] + pattern[:k] for k in range(len(pattern))}
 
 
 def _event(kind: str, device: str, episode: Episode, ended: float | None) -> Event:
@@ -146,8 +295,10 @@ def _event(kind: str, device: str, episode: Episode, ended: float | None) -> Eve
         "id": episode.id,
         "kind": episode.kind,
         "device_id": device,
+        "severity": episode.severity,
         "started": round(episode.started, 3),
         "ended": None if ended is None else round(ended, 3),
+        "duration_s": round(episode.held - episode.started, 3),
         "beats": episode.beats,
         "anomalous": episode.anomalous,
     }

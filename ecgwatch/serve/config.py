@@ -10,12 +10,14 @@ import contextvars
 import logging
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
+from ecgwatch.detection.episodes import DEFAULT_KINDS, KINDS, Rules
 from ecgwatch.shipped import POPULATION_MODEL_DIR
 
 CONFIG_ENV = "ECGWATCH_CONFIG"
@@ -74,6 +76,7 @@ class MqttSettings(Section):
     score_topic: str = Field("ecg/{device}/score", description="where each beat's score goes")
     anomaly_topic: str = Field("ecg/{device}/anomaly", description="where anomalous beats also go")
     episode_topic: str = Field("ecg/{device}/episode", description="where episodes start, update and end")
+    summary_topic: str = Field("ecg/{device}/summary", description="each device's retained summary")
     deadletter_topic: str = Field("ecgwatch/deadletter", description="where malformed messages go, with the reason")
     status_topic: str = Field("ecgwatch/{instance}/status", description="retained online/offline availability")
     publish_scores: bool = Field(True, description="publish a score message for every beat")
@@ -91,10 +94,17 @@ class MqttSettings(Section):
                 raise ValueError(f"{name} must contain exactly one '+' (the device id) and no '#'")
         if self.beat_topic == self.strip_topic:
             raise ValueError("beat_topic and strip_topic must differ")
-        for name in ("score_topic", "anomaly_topic", "episode_topic"):
+        for name in ("score_topic", "anomaly_topic", "episode_topic", "summary_topic"):
             if "{device}" not in getattr(self, name):
                 raise ValueError(f"{name} must contain '{{device}}'")
-        for name in ("score_topic", "anomaly_topic", "episode_topic", "deadletter_topic", "status_topic"):
+        for name in (
+            "score_topic",
+            "anomaly_topic",
+            "episode_topic",
+            "summary_topic",
+            "deadletter_topic",
+            "status_topic",
+        ):
             if any(c in getattr(self, name) for c in "+#\x00"):
                 raise ValueError(f"{name} is a topic we publish to: it cannot hold the wildcards '+' or '#'")
             try:  # any other placeholder ('{0}', '{user}') would fail on the first event instead of here
@@ -204,14 +214,57 @@ class StateSettings(Section):
 
 
 class EpisodeSettings(Section):
-    """Defaults from clinical usage: frequent ectopy is >= 6 ectopic beats a minute; a run is >= 3 in a row."""
+    """Defaults from clinical usage (ecgwatch.detection.episodes): a run of tachycardia is >= 3 beats at >= 100/min,
+    frequent ectopy >= 6 ectopic beats a minute, a pause >= 2.5 s without a beat."""
 
-    enabled: bool = Field(True, description="publish episodes on episode_topic")
-    ectopy_per_minute: int = Field(6, ge=1, description="anomalous beats within 60 s that open frequent_ectopy")
-    run_beats: int = Field(3, ge=2, description="consecutive anomalous beats that open a run")
-    bigeminy_cycles: int = Field(4, ge=2, description="normal-anomalous pairs in a row that open bigeminy")
+    enabled: bool = Field(True, description="publish episodes on episode_topic and summaries on summary_topic")
+    ectopy_per_minute: int = Field(6, ge=1, description="ectopic beats within 60 s that open frequent_ectopy")
+    run_beats: int = Field(3, ge=2, description="V (or S) beats in a row that open ventricular_tachycardia (svt)")
+    run_rate_bpm: float = Field(100.0, gt=0, description="the least rate of such a run to count as tachycardia")
+    bigeminy_cycles: int = Field(3, ge=2, description="normal-ventricular pairs in a row that open bigeminy")
+    trigeminy_cycles: int = Field(3, ge=2, description="normal-normal-ventricular triples that open trigeminy")
+    bradycardia_bpm: float = Field(40.0, gt=0, description="a rate over 30 s below this opens bradycardia")
+    tachycardia_bpm: float = Field(130.0, gt=0, description="a rate over 30 s above this opens tachycardia")
+    pause_s: float = Field(2.5, gt=0, description="no beat for this long, in readable signal, is a pause")
+    pause_critical_s: float = Field(3.0, gt=0, description="a pause this long makes its episode critical")
+    fibrillation_warning_s: float = Field(
+        300.0, ge=0, description="atrial fibrillation this long raises its episode from info to warning"
+    )
     signal_lost_s: float = Field(30.0, gt=0, description="unreadable signal this long opens signal_lost")
     update_interval_s: float = Field(60.0, gt=0, description="an open episode sends an update at most this often")
+    gap_s: dict[str, float] = Field(
+        default_factory=dict,
+        description="per kind: how long its condition may lapse and the episode go on (defaults: 60-300 s)",
+    )
+    min_duration_s: dict[str, float] = Field(
+        default_factory=dict, description="per kind: how long it must last before it is published at all"
+    )
+    summary_interval_s: float = Field(300.0, gt=0, description="a device's summary at least this often (signal time)")
+
+    @model_validator(mode="after")
+    def _check(self) -> EpisodeSettings:
+        for name in ("gap_s", "min_duration_s"):
+            unknown = sorted(set(getattr(self, name)) - set(KINDS))
+            if unknown:
+                raise ValueError(f"{name}: unknown episode kinds {unknown}; known: {', '.join(KINDS)}")
+            if any(v < 0 for v in getattr(self, name).values()):
+                raise ValueError(f"{name}: durations must be >= 0")
+        if self.pause_critical_s < self.pause_s:
+            raise ValueError("pause_critical_s must be >= pause_s")
+        return self
+
+    def rules(self) -> Rules:
+        """The detector's episode rules, with this section's per-kind overrides."""
+        kinds = {
+            kind: replace(
+                base,
+                gap_s=self.gap_s.get(kind, base.gap_s),
+                min_s=self.min_duration_s.get(kind, base.min_s),
+            )
+            for kind, base in DEFAULT_KINDS.items()
+        }
+        fields = self.model_dump(exclude={"enabled", "gap_s", "min_duration_s", "summary_interval_s"})
+        return Rules(**fields, kinds=kinds)
 
 
 class MetricsSettings(Section):

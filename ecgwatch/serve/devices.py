@@ -21,6 +21,7 @@ from ecgwatch.detection.device import DeviceDetector
 from ecgwatch.detection.episodes import DeviceEpisodes
 from ecgwatch.detection.rhythm import Rhythm
 from ecgwatch.detection.segmentation import Window
+from ecgwatch.detection.summary import DeviceSummary
 from ecgwatch.detection.templates import TemplateBank
 
 
@@ -69,6 +70,7 @@ class DeviceState:
     episodes: DeviceEpisodes = field(default_factory=DeviceEpisodes)
     enrolment: Enrolment | None = None
     detector: DeviceDetector | None = None
+    summary: DeviceSummary = field(default_factory=DeviceSummary)
 
     def for_model(self, model_version: str, window: Window) -> tuple[Enrolment, DeviceDetector]:
         """The device's enrolment and detector for this model; for another model (another embedding space and
@@ -82,6 +84,7 @@ class DeviceState:
             "episodes": self.episodes.to_dict(),
             "enrolment": None if self.enrolment is None else self.enrolment.to_dict(),
             "detector": None if self.detector is None else _detector_dict(self.detector),
+            "summary": self.summary.to_dict(),
         }
 
     @classmethod
@@ -91,6 +94,7 @@ class DeviceState:
             DeviceEpisodes.from_dict(state["episodes"]),
             None if enrolment is None else Enrolment.from_dict(enrolment),
             None if detector is None else _detector_of(detector),
+            DeviceSummary.from_dict(state["summary"]) if "summary" in state else DeviceSummary(),
         )
 
 

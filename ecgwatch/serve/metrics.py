@@ -54,7 +54,8 @@ class Metrics:
         )
         # Bound once: looking a label child up per message costs more than the increment itself.
         self.published = {
-            kind: self.messages_published.labels(kind=kind) for kind in ("score", "anomaly", "episode", "deadletter")
+            kind: self.messages_published.labels(kind=kind)
+            for kind in ("score", "anomaly", "episode", "summary", "deadletter")
         }
         self.publish_failures = Counter(
             "ecgwatch_publish_failures",

@@ -46,6 +46,7 @@ GATE_POLL_S = 0.2
 REFUSAL_LOG_INTERVAL_S = 60.0
 
 Publication = tuple[str, str, bytes]  # (kind, topic, payload): kind labels the metrics ("score", ...)
+RETAINED = frozenset({"summary"})
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,8 @@ class InputHandle:
         properties = self._session.publish_properties()
         for kind, topic, payload in publications:
             self._kinds.append(kind)
-            info = self._session.publisher.publish(topic, payload, qos=1, properties=properties)
+            retain = kind in RETAINED  # a late subscriber sees each device's summary at once
+            info = self._session.publisher.publish(topic, payload, qos=1, retain=retain, properties=properties)
             tracker.published(self._key, info.mid, kind)
 
     def close(self) -> None:

@@ -28,7 +28,7 @@ from ecgwatch.artifact import LoadedModel
 from ecgwatch.detection import adaptation, features
 from ecgwatch.detection.adaptation import DeviceModel, Terms
 from ecgwatch.detection.device import Verdict
-from ecgwatch.detection.episodes import Event, Rules, observe_beat, observe_unreadable
+from ecgwatch.detection.episodes import Event, observe_beat, observe_unreadable
 from ecgwatch.scorer import Reconstruction, Scorer
 from ecgwatch.serve.config import Settings
 from ecgwatch.serve.devices import DeviceState, Enrolment
@@ -133,7 +133,7 @@ class Pipeline:
         self.stopping = stopping
         self.heartbeat = heartbeat  # the systemd watchdog: proof that the scoring loop turns
         self.enrolment_s = enrolment_s  # of readable signal before a device's beats are judged (adapted models)
-        self.rules = Rules(**settings.episodes.model_dump(exclude={"enabled"}))
+        self.rules = settings.episodes.rules()
         self.queue: queue.Queue[Item] = queue.Queue(maxsize=settings.batch.queue_size)
         self.strips: queue.Queue[StripJob] = queue.Queue(maxsize=STRIP_BACKLOG)
         self.scored: queue.Queue[ScoredBatch | None] = queue.Queue(maxsize=PUBLISH_BACKLOG)
@@ -403,11 +403,16 @@ class Pipeline:
         ticket = pending.output if isinstance(pending.output, StripTicket) else None
         if not self.settings.episodes.enabled or (ticket is not None and ticket.detached):
             return []
-        t = beat.found.t if isinstance(beat, StripBeat) else (beat.ts or pending.received_wall)
-        state = self._device_state(beat.device_id, ticket).episodes
-        fibrillation = verdict is not None and verdict.fibrillation
-        events = observe_beat(state, self.rules, beat.device_id, t, beat.quality == "ok", anomalous, fibrillation)
-        return self._episode_publications(beat.device_id, events)
+        if isinstance(beat, StripBeat):
+            t, rr, fibrillation = beat.found.t, beat.found.rr_s, verdict is not None and verdict.fibrillation
+            beat_class = None if verdict is None else verdict.beat_class
+        else:  # a pre-cut beat: no timing, no class but its verdict
+            t, rr, fibrillation = beat.ts or pending.received_wall, None, False
+            beat_class = None if beat.quality != "ok" else ("V" if anomalous else "N")
+        state = self._device_state(beat.device_id, ticket)
+        events = observe_beat(state.episodes, self.rules, beat.device_id, t, beat_class, rr, fibrillation)
+        state.summary.observe(t, beat_class, beat.quality == "ok")
+        return self._episode_publications(beat.device_id, events) + self._summary(beat.device_id, state, t, events)
 
     def _end_strip(self, end: StripEnd) -> None:
         ticket = end.ticket
@@ -415,7 +420,8 @@ class Pipeline:
             state = self._device_state(ticket.device, ticket)
             if not end.readable and self.settings.episodes.enabled:
                 events = observe_unreadable(state.episodes, self.rules, ticket.device, end.start, end.seconds)
-                ticket.handle.publish(self._episode_publications(ticket.device, events))
+                summary = self._summary(ticket.device, state, end.start + end.seconds, events)
+                ticket.handle.publish(self._episode_publications(ticket.device, events) + summary)
             ticket.state = encode_state(ticket.track, state, ticket.missing)
         ticket.handle.close()
 
@@ -424,6 +430,15 @@ class Pipeline:
         for event in events:
             self.metrics.episodes.labels(kind=event["kind"], type=event["type"]).inc()
         return [("episode", topic, orjson.dumps({"schema_version": SCHEMA_VERSION, **event})) for event in events]
+
+    def _summary(self, device: str, state: DeviceState, t: float, events: list[Event]) -> list[Publication]:
+        """The device's retained summary, when due or when an episode started or ended."""
+        changed = any(e["type"] in ("start", "end") for e in events)
+        if not state.summary.due(t, self.settings.episodes.summary_interval_s, changed):
+            return []
+        enrolled = state.enrolment is not None and state.enrolment.device is not None
+        payload = {"schema_version": SCHEMA_VERSION, **state.summary.snapshot(device, t, state.episodes, enrolled)}
+        return [("summary", self.settings.mqtt.summary_topic.format(device=device), orjson.dumps(payload))]
 
 
 def _strip_limits(settings: Settings, limits: BeatLimits) -> StripLimits:

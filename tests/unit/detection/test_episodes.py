@@ -1,17 +1,20 @@
-"""Episodes from a device's beats: what opens them, what closes them, and what they count."""
+"""Episodes from a device's classified beats: onset, hysteresis, the gap that stops flapping, counts, severity."""
 
 from __future__ import annotations
 
-from ecgwatch.detection.episodes import DeviceEpisodes, Rules, observe_beat, observe_unreadable
+import pytest
+
+from ecgwatch.detection.episodes import DeviceEpisodes, Rules, close_all, observe_beat, observe_unreadable
 
 RULES = Rules()
 
 
-def feed(state: DeviceEpisodes, pattern: str, start: float = 0.0, every: float = 1.0) -> list[dict]:
-    """One beat a second: ``N`` normal, ``A`` anomalous, ``u`` unreadable."""
+def feed(state: DeviceEpisodes, pattern: str, start: float = 0.0, every: float = 0.5, af: bool = False) -> list[dict]:
+    """One beat every ``every`` s (120/min by default): ``N``, ``S``, ``V``, or ``u`` unreadable."""
     events = []
     for i, mark in enumerate(pattern):
-        events += observe_beat(state, RULES, "d1", start + i * every, mark != "u", mark == "A")
+        cls = None if mark == "u" else mark
+        events += observe_beat(state, RULES, "d1", start + i * every, cls, every, af)
     return events
 
 
@@ -19,49 +22,104 @@ def kinds(events: list[dict]) -> list[tuple[str, str]]:
     return [(e["kind"], e["type"]) for e in events]
 
 
-def test_a_run_opens_at_three_anomalous_beats_and_closes_at_the_next_normal() -> None:
+def test_ventricular_tachycardia_starts_at_its_first_beat_and_counts_every_beat() -> None:
     state = DeviceEpisodes()
-    assert kinds(feed(state, "NNAA")) == []
-    events = feed(state, "ANN", start=4)
-    assert kinds(events) == [("run", "start"), ("run", "end")]
-    start, end = events
-    assert start["id"] == end["id"]
-    assert end["ended"] == 5.0
-    assert end["beats"] == 1  # the normal beat that ended it
-    assert start["started"] == 4.0
+    events = feed(state, "NNNVVVVNN")
+    assert kinds(events) == [("ventricular_tachycardia", "start")]
+    start = events[0]
+    assert start["started"] == 1.5  # the first V, not the third
+    assert (start["beats"], start["anomalous"]) == (3, 3)  # the beats that opened it
+    assert start["severity"] == "critical"
+    ended = feed(state, "N" * 130, start=4.5)  # more than the 60 s gap later
+    end = next(e for e in ended if e["type"] == "end")
+    assert end["id"] == start["id"]
+    assert end["ended"] == 3.0  # the last V
+    assert (end["beats"], end["anomalous"]) == (4, 4)
+    assert end["duration_s"] == 1.5
 
 
-def test_unreadable_beats_neither_open_nor_close_runs() -> None:
+def test_runs_within_the_gap_are_one_episode_and_runs_beyond_it_two() -> None:
     state = DeviceEpisodes()
-    events = feed(state, "AAuuAN")
-    assert kinds(events) == [("run", "start"), ("run", "end")]
-    assert events[0]["started"] == 4.0  # the third readable anomalous beat: the unreadable ones do not break it
-    assert events[-1]["beats"] == 1
+    events = feed(state, "NNVVVNNNNNNNNNNVVVVNN")  # two runs 5 s apart
+    events += feed(state, "N" * 200, start=10.5)  # 100 s of normal beats
+    events += feed(state, "VVV", start=120.0)
+    assert kinds(events) == [
+        ("ventricular_tachycardia", "start"),
+        ("ventricular_tachycardia", "end"),
+        ("ventricular_tachycardia", "start"),
+    ]
+    assert events[1]["anomalous"] == 7  # both runs in the one episode
 
 
-def test_frequent_ectopy_opens_at_six_a_minute_and_closes_below_half() -> None:
+def test_slow_ventricular_runs_are_not_tachycardia() -> None:
     state = DeviceEpisodes()
-    scattered = "ANNNN" * 6  # one anomalous beat in five: no run, no bigeminy
-    events = feed(state, scattered)
-    assert ("frequent_ectopy", "start") in kinds(events)
-    assert ("run", "start") not in kinds(events)
-    quiet = feed(state, "N" * 60, start=30)
-    assert kinds(quiet) == [("frequent_ectopy", "end")]
+    assert feed(state, "NNVVVNN", every=0.8) == []  # 75/min
 
 
-def test_bigeminy_opens_after_four_pairs_and_closes_when_the_alternation_breaks() -> None:
+def test_bigeminy_that_breaks_for_a_beat_goes_on() -> None:
+    """The flapping seen from outside: 112 bigeminy episodes an hour, a new one at every broken pair."""
     state = DeviceEpisodes()
-    events = feed(state, "NANANANA")
-    assert ("bigeminy", "start") in kinds(events)
-    assert ("bigeminy", "end") in kinds(feed(state, "NN", start=8))
+    events = feed(state, "NVNVNV" + "NN" + "NVNVNVNVNV" + "NN" + "NVNVNV", every=0.8)
+    assert kinds(events) == [("bigeminy", "start")]
+    assert events[0]["started"] == 0.0
+    events = feed(state, "N" * 100, start=20.0, every=0.8)
+    assert kinds(events) == [("bigeminy", "end")]
+    assert events[0]["anomalous"] == 11
 
 
-def test_updates_while_open_at_most_every_interval() -> None:
+def test_trigeminy() -> None:
     state = DeviceEpisodes()
-    events = feed(state, "A" * 200, every=0.5)  # 100 s of anomalous beats
-    updates = [e for e in events if e["type"] == "update" and e["kind"] == "run"]
-    assert len(updates) == 1  # one after 60 s, none more within 100 s
-    assert updates[0]["anomalous"] > 100
+    events = feed(state, "NNVNNVNNV", every=0.8)
+    assert kinds(events) == [("trigeminy", "start")]
+    assert (events[0]["beats"], events[0]["anomalous"]) == (9, 3)
+
+
+def test_atrial_fibrillation_is_published_after_its_minimum_dated_from_its_onset_and_escalates() -> None:
+    state = DeviceEpisodes()
+    feed(state, "N" * 40)
+    events = feed(state, "N" * 40, start=20.0, af=True)  # 20 s of AF: under the 30 s minimum
+    assert events == []
+    events = feed(state, "N" * 40, start=40.0, af=True)
+    start = next(e for e in events if e["type"] == "start")
+    assert start["kind"] == "atrial_fibrillation"
+    assert start["started"] == pytest.approx(20.0 - 19 * 0.5)  # backdated: the detector turns late
+    assert start["severity"] == "info"
+    events = feed(state, "N" * 600, start=60.0, af=True)  # five more minutes
+    assert [e["severity"] for e in events if e["type"] == "update"][-1] == "warning"
+
+
+def test_a_short_burst_of_fibrillation_is_never_published() -> None:
+    state = DeviceEpisodes()
+    events = feed(state, "N" * 30, af=True) + feed(state, "N" * 400, start=15.0)
+    assert events == []
+
+
+def test_pauses_in_readable_signal() -> None:
+    state = DeviceEpisodes()
+    feed(state, "N" * 10, every=1.0)
+    events = observe_beat(state, RULES, "d1", 12.6, "N", 2.6)
+    assert kinds(events) == [("pause", "start")]
+    assert events[0]["started"] == pytest.approx(10.0)
+    assert events[0]["severity"] == "warning"
+    events = observe_beat(state, RULES, "d1", 16.0, "N", 3.4)  # a longer one within the gap: same, critical
+    assert kinds(events) == [("pause", "update")]
+    assert events[0]["severity"] == "critical"
+
+
+def test_frequent_ectopy_needs_a_minute_of_it() -> None:
+    state = DeviceEpisodes()
+    scattered = "VNNNNNNNNN" * 11  # one PVC in ten at 120/min: 12 a minute, no pattern, for 50 s
+    assert feed(state, scattered) == []
+    events = feed(state, scattered, start=55.0)  # another 55 s of it
+    assert kinds(events) == [("frequent_ectopy", "start")]
+    assert events[0]["started"] == 0.0
+
+
+def test_unreadable_beats_neither_open_nor_close() -> None:
+    state = DeviceEpisodes()
+    events = feed(state, "NNVVuVN", every=0.3)
+    assert kinds(events) == [("ventricular_tachycardia", "start")]
+    assert events[0]["started"] == pytest.approx(0.6)
 
 
 def test_signal_lost_after_thirty_seconds_unreadable_until_a_readable_beat() -> None:
@@ -73,8 +131,16 @@ def test_signal_lost_after_thirty_seconds_unreadable_until_a_readable_beat() -> 
     assert kinds(feed(state, "N", start=141)) == [("signal_lost", "end")]
 
 
+def test_a_device_that_goes_quiet_ends_its_episodes() -> None:
+    state = DeviceEpisodes()
+    feed(state, "NNVVVV")
+    assert kinds(close_all(state, RULES, "d1", 10.0)) == [("ventricular_tachycardia", "end")]
+    assert state.open == {}
+
+
 def test_state_survives_serialisation_mid_episode() -> None:
     state = DeviceEpisodes()
-    feed(state, "AAA")
+    feed(state, "NNVVV")
     copy = DeviceEpisodes.from_dict(state.to_dict())
-    assert kinds(feed(copy, "N", start=3)) == [("run", "end")]
+    events = feed(copy, "N" * 130, start=3.0)
+    assert kinds(events) == [("ventricular_tachycardia", "end")]
