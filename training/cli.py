@@ -26,7 +26,8 @@ from ecgwatch.datasets import (
 from ecgwatch.datasets.mitbih import load_record, records_in
 from ecgwatch.models import resolve_device
 from ecgwatch.models.image import VARIANTS
-from training import crossperson, population, robustness, synthetic
+from ecgwatch.serve.config import EpisodeSettings
+from training import crossperson, episode_report, population, robustness, synthetic
 from training.ecg_pipeline import train_and_calibrate, write_artifact
 from training.ecg_trainer import TrainConfig
 from training.evaluate import evaluate
@@ -114,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--out", required=True, type=Path, help="report directory (fold models are kept there)")
     cp.add_argument("--enrolment-s", type=float, default=ENROLMENT_S, help="each person's unlabelled enrolment")
     cp.add_argument("--attach", type=Path, help="write the classifier fitted on everyone into this model artifact")
+    ep = sub.add_parser("episodes", help="published episodes against the annotated rhythms; markdown, JSON, timelines")
+    _add_population_recipe(ep)
+    ep.add_argument("--out", required=True, type=Path, help="report directory")
+    ep.add_argument("--folds", type=Path, help="fold autoencoders to reuse (default: <out>/folds, trained if missing)")
+    ep.add_argument("--enrolment-s", type=float, default=ENROLMENT_S, help="each person's unlabelled enrolment")
     po = sub.add_parser("population", help="train the population autoencoder on every non-paced MIT-BIH record")
     _add_population_recipe(po)
     po.add_argument("--out", required=True, type=Path, help="artifact directory to write")
@@ -201,6 +207,13 @@ def _run(args: argparse.Namespace) -> None:
     if args.command == "images-report":
         run_report(args.data, args.out, args.epochs, args.max_images)
         print(f"report: {args.out / 'report.md'}")
+        return
+    if args.command == "episodes":
+        config = PopulationConfig(epochs=args.epochs, beats_per_epoch=args.beats_per_epoch)
+        folds = args.folds or args.out / "folds"
+        _, _, results, _ = crossperson.classify(data_dir("mitbih", args.data), folds, config, args.enrolment_s)
+        episode_report.report(results, EpisodeSettings().rules(), args.out)
+        print(f"report: {args.out / 'episodes.md'}")
         return
     if args.command in ("crossperson", "population"):
         config = PopulationConfig(epochs=args.epochs, beats_per_epoch=args.beats_per_epoch)

@@ -142,20 +142,28 @@ def evaluate(
     return rows, results, everyone
 
 
-def run_report(
-    data: Path, out: Path, config: PopulationConfig, enrol_s: float = 120.0, attach: Path | None = None
-) -> dict[str, Any]:
+def classify(
+    data: Path, folds_dir: Path, config: PopulationConfig, enrol_s: float
+) -> tuple[list[str], dict[str, Any], dict[str, Run], Classifiers]:
+    """Every non-paced record classified leave one person out: names, EC57 rows, runs, trees fitted on all."""
     folder = data / "mitbih" if (data / "mitbih").is_dir() else data
     names = [n for n in records_in(folder) if not load_record(folder, n).paced]
     streamed = {n: stream_record(load_record(folder, n), WINDOW) for n in names}
     ae: dict[str, np.ndarray] = {}
     for fold in folds(names):
-        model = _model(fold_model(out / "folds", fold, streamed, config))
+        model = _model(fold_model(folds_dir, fold, streamed, config))
         for n in fold:
             ae[n] = ae_terms(streamed[n], model, WINDOW, enrol_s)
     osea_path = folder.parent / "peers" / "osea" / "mitbih_beats.jsonl"
     osea = aami.osea(osea_path) if osea_path.is_file() else {}
-    rows, _, everyone = evaluate(streamed, ae, enrol_s, osea)
+    rows, results, everyone = evaluate(streamed, ae, enrol_s, osea)
+    return names, rows, results, everyone
+
+
+def run_report(
+    data: Path, out: Path, config: PopulationConfig, enrol_s: float = 120.0, attach: Path | None = None
+) -> dict[str, Any]:
+    names, rows, _, everyone = classify(data, out / "folds", config, enrol_s)
     report = _summary(rows, names, enrol_s, config)
     out.mkdir(parents=True, exist_ok=True)
     (out / "crossperson.json").write_text(json.dumps(report, indent=2) + "\n")

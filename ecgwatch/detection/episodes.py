@@ -13,9 +13,9 @@ labels in brackets), each with an onset rule, an offset rule, and hysteresis:
 | ``bradycardia``, ``tachycardia`` | the last 30 s below / above the limit | within 10% / 8% of it | ``(SBR`` |
 | ``pause`` | no beat for >= 2.5 s in readable signal | another pause follows | |
 | ``frequent_ectopy`` | >= 6 ectopic beats within a minute | an ectopic beat with >= 3 in its minute | |
-| ``signal_lost`` | >= 30 s of signal with no readable beat | nothing readable comes | |
+| ``signal_lost`` | >= 30 s of signal with no readable beat | more unreadable signal | |
 
-**No flapping.** When a kind's condition lapses, its episode waits for the kind's *gap* (30-300 s) before it
+**No flapping.** When a kind's condition lapses, its episode waits for the kind's *gap* (2-15 minutes) before it
 ends: if the condition comes back meanwhile, the same episode goes on. Its ``ended`` is when the condition last
 held, and its ``beats`` and ``anomalous`` count every beat from its first to then. An episode is only published
 once it has lasted its kind's minimum duration; one that ends sooner is dropped without a word.
@@ -50,17 +50,19 @@ class KindRules:
     severity: str
 
 
+# Gaps and minimum durations: long enough that a device with frequent ectopy opens an episode of a kind once in a
+# stretch, not at every broken pattern (measured on the shared records: docs/episodes.md).
 DEFAULT_KINDS = {
-    "ventricular_tachycardia": KindRules(60.0, 0.0, "critical"),
-    "svt": KindRules(60.0, 0.0, "warning"),
-    "bigeminy": KindRules(60.0, 0.0, "info"),
-    "trigeminy": KindRules(60.0, 0.0, "info"),
-    "atrial_fibrillation": KindRules(120.0, 30.0, "info"),
-    "bradycardia": KindRules(120.0, 30.0, "info"),
-    "tachycardia": KindRules(120.0, 30.0, "info"),
-    "pause": KindRules(60.0, 0.0, "warning"),
-    "frequent_ectopy": KindRules(300.0, 60.0, "info"),
-    "signal_lost": KindRules(60.0, 0.0, "info"),
+    "ventricular_tachycardia": KindRules(300.0, 0.0, "critical"),
+    "svt": KindRules(300.0, 0.0, "warning"),
+    "bigeminy": KindRules(300.0, 30.0, "info"),
+    "trigeminy": KindRules(300.0, 30.0, "info"),
+    "atrial_fibrillation": KindRules(180.0, 60.0, "info"),
+    "bradycardia": KindRules(300.0, 60.0, "info"),
+    "tachycardia": KindRules(300.0, 60.0, "info"),
+    "pause": KindRules(600.0, 0.0, "warning"),
+    "frequent_ectopy": KindRules(900.0, 300.0, "info"),
+    "signal_lost": KindRules(120.0, 0.0, "info"),
 }
 
 
@@ -107,6 +109,8 @@ class DeviceEpisodes:
     unreadable_s: float = 0.0  # received signal since the last readable beat
     unreadable_since: float | None = None
     open: dict[str, Episode] = field(default_factory=dict)
+    closed: dict[str, float] = field(default_factory=dict)  # per kind: when its last published episode ended
+    readable_times: list[float] = field(default_factory=list)  # of the beats in the rate window, the readable
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "open": {k: asdict(e) for k, e in self.open.items()}}
@@ -120,6 +124,8 @@ class DeviceEpisodes:
             unreadable_s=float(state["unreadable_s"]),
             unreadable_since=state["unreadable_since"],
             open={k: Episode(**e) for k, e in state["open"].items()},
+            closed=dict(state["closed"]),
+            readable_times=list(state["readable_times"]),
         )
 
 
@@ -144,12 +150,14 @@ def observe_beat(
     for episode in state.open.values():
         episode.pending_beats += 1
         episode.pending_anomalous += beat_class in ("S", "V")
+    state.beat_times = [x for x in state.beat_times if x > t - RATE_WINDOW_S] + [t]
+    state.readable_times = [x for x in state.readable_times if x > t - RATE_WINDOW_S]
     if beat_class is None:
         return _expire(state, rules, device, t)
-    events = _signal_back(state, rules, device, t)
+    events: list[Event] = []
     state.unreadable_s, state.unreadable_since = 0.0, None
+    state.readable_times.append(t)
     state.recent = [*state.recent, (t, beat_class)][-HISTORY:]
-    state.beat_times = [x for x in state.beat_times if x > t - RATE_WINDOW_S] + [t]
     ectopic = beat_class in ("S", "V")
     state.ectopic_times = [x for x in state.ectopic_times if x > t - ECTOPY_WINDOW_S] + ([t] if ectopic else [])
     for kind, opened_at in _onsets(state, rules, t, rr_s, fibrillation).items():
@@ -190,7 +198,11 @@ def _onsets(state: DeviceEpisodes, rules: Rules, t: float, rr_s: float | None, f
     if fibrillation:
         backdated = times[-min(AF_BACKDATE, len(times))]
         held["atrial_fibrillation"] = backdated if "atrial_fibrillation" not in state.open else t
-    rate = _rate(state.beat_times) if state.beat_times[-1] - state.beat_times[0] >= RATE_WINDOW_S / 2 else None
+    # The rate counts every beat found, readable or not (missing the unreadable ones read as bradycardia), and
+    # only where most of them could be read (else the beats found in noise are not a rate).
+    steady = len(state.readable_times) >= 0.8 * len(state.beat_times)
+    spanned = state.beat_times[-1] - state.beat_times[0] >= RATE_WINDOW_S / 2
+    rate = _rate(state.beat_times) if steady and spanned else None
     if rate is not None:
         low, high = rules.bradycardia_bpm, rules.tachycardia_bpm
         if rate < low or ("bradycardia" in state.open and rate < low * 1.1):
@@ -215,6 +227,8 @@ def _hold(
     """The kind's condition holds at ``t``: open its episode (from ``started``) or carry it on."""
     episode = state.open.get(kind)
     if episode is None:
+        # Dated back to its first beat, but never into the previous episode's gap: that would read as flapping.
+        started = max(started, state.closed.get(kind, -float("inf")) + rules.kinds[kind].gap_s)
         opening = _beats_since(state, started)
         episode = Episode(f"{device}/{kind}/{started:.3f}", kind, started, t, opening[0], opening[1])
         episode.last_update = t
@@ -247,14 +261,12 @@ def _expire(state: DeviceEpisodes, rules: Rules, device: str, t: float) -> list[
             for e in _end(state, device, kind)]  # fmt: skip
 
 
-def _signal_back(state: DeviceEpisodes, rules: Rules, device: str, t: float) -> list[Event]:
-    """A readable beat ends signal_lost at once: there is nothing to wait for."""
-    return _end(state, device, "signal_lost") if "signal_lost" in state.open else []
-
-
 def _end(state: DeviceEpisodes, device: str, kind: str) -> list[Event]:
     episode = state.open.pop(kind)
-    return [_event("end", device, episode, episode.held)] if episode.published else []
+    if not episode.published:
+        return []
+    state.closed[kind] = episode.held
+    return [_event("end", device, episode, episode.held)]
 
 
 def _severity(rules: Rules, episode: Episode) -> str:

@@ -136,6 +136,20 @@ class Metrics:
         for kind in KINDS:
             for event_type in ("start", "update", "end"):
                 self.episodes.labels(kind=kind, type=event_type)
+        self.episode_pages = Counter(
+            "ecgwatch_episode_pages",
+            "Episodes that reached warning or critical (each once per level): what pages a person",
+            ["kind", "severity"],
+            registry=r,
+        )
+        for kind in KINDS:
+            for severity in ("warning", "critical"):
+                self.episode_pages.labels(kind=kind, severity=severity)
+        self.beats_classified = Counter(
+            "ecgwatch_beats_classified", "Strip beats by the class the detector gave them", ["beat_class"], registry=r
+        )
+        for beat_class in ("N", "S", "V"):
+            self.beats_classified.labels(beat_class=beat_class)
         self.model_reloads = Counter("ecgwatch_model_reloads", "Model reload attempts", ["result"], registry=r)
         for result in ("success", "failure"):
             self.model_reloads.labels(result=result)

@@ -141,6 +141,7 @@ class Pipeline:
         self.drained = threading.Event()
         self.session: MqttSession | None = None
         self.devices: dict[str, DeviceState] = {}  # the publishing thread's own; the scoring thread reads models
+        self._paged: dict[str, str] = {}  # open episodes' ids -> the highest severity counted in episode_pages
         metrics.queue_capacity.set(settings.batch.queue_size)
         metrics.queue_depth.set_function(self.queue.qsize)  # read at scrape time, not set per beat
 
@@ -352,6 +353,8 @@ class Pipeline:
             terms = adaptation.terms(fitted, rec.x[row], rec.reconstruction[row], rec.embedding[row])
         ae = None if terms is None else (float(terms.morphology[0]), float(terms.embedding[0]))
         verdict = detector.step(beat.found, ae, loaded.classifiers if ae is not None else None)
+        if verdict.beat_class is not None and attached:
+            self.metrics.beats_classified.labels(beat_class=verdict.beat_class).inc()
         if device is None and item.scorable and attached:
             self._enrol(enrolment, beat, main)
         return _verdict_event(beat, verdict, terms, loaded, timing, enrolling=device is None and item.scorable), verdict
@@ -429,7 +432,20 @@ class Pipeline:
         topic = self.settings.mqtt.episode_topic.format(device=device)
         for event in events:
             self.metrics.episodes.labels(kind=event["kind"], type=event["type"]).inc()
+            self._count_page(event)
         return [("episode", topic, orjson.dumps({"schema_version": SCHEMA_VERSION, **event})) for event in events]
+
+    def _count_page(self, event: Event) -> None:
+        """An episode that reaches warning, then critical, pages at each (metrics only; events carry severity)."""
+        levels = ("info", "warning", "critical")
+        ending = event["type"] == "end"
+        before = self._paged.pop(event["id"], "info") if ending else self._paged.get(event["id"], "info")
+        severity = event["severity"]
+        if levels.index(severity) > levels.index(before):
+            for level in levels[levels.index(before) + 1 : levels.index(severity) + 1]:
+                self.metrics.episode_pages.labels(kind=event["kind"], severity=level).inc()
+            if not ending:
+                self._paged[event["id"]] = severity
 
     def _summary(self, device: str, state: DeviceState, t: float, events: list[Event]) -> list[Publication]:
         """The device's retained summary, when due or when an episode started or ended."""

@@ -39,7 +39,7 @@ class Capture:
             mqtt.CallbackAPIVersion.VERSION2, client_id=f"capture-{free_port()}", protocol=mqtt.MQTTv5
         )
         self.client.on_connect = lambda c, *_: c.subscribe(
-            [("ecg/+/score", 1), ("ecg/+/episode", 1), ("ecgwatch/deadletter", 1)]
+            [("ecg/+/score", 1), ("ecg/+/episode", 1), ("ecg/+/summary", 1), ("ecgwatch/deadletter", 1)]
         )
         self.client.on_subscribe = lambda *_: subscribed.set()
         self.client.on_message = self._on_message
@@ -60,7 +60,7 @@ class Capture:
         self.client.disconnect()
 
 
-@pytest.mark.parametrize("name", ["beat", "strip", "score", "episode", "deadletter"])
+@pytest.mark.parametrize("name", ["beat", "strip", "score", "episode", "summary", "deadletter"])
 def test_schemas_are_valid_json_schema(name: str) -> None:
     validator(name)
 
@@ -71,7 +71,13 @@ def test_payloads_from_a_running_daemon_match_the_contract(
     record = load_record(data_root / "mitbih", "106")
     capture = Capture(broker.port)
     publisher = Publisher(broker.port)
-    daemon = Daemon(broker.port, POPULATION_MODEL_DIR, tmp_path / "d.log", ECGWATCH_MODEL__ENROLMENT_S="20")
+    daemon = Daemon(
+        broker.port,
+        POPULATION_MODEL_DIR,
+        tmp_path / "d.log",
+        ECGWATCH_MODEL__ENROLMENT_S="20",
+        ECGWATCH_EPISODES__MIN_DURATION_S='{"bigeminy": 0, "trigeminy": 0, "frequent_ectopy": 0}',
+    )
     sent: list[tuple[str, dict[str, Any]]] = []
     try:
         daemon.start()
@@ -106,11 +112,14 @@ def test_payloads_from_a_running_daemon_match_the_contract(
         validator("beat").validate({"seq": "one", "samples": [0.0] * 140})
     events = {
         name: [json.loads(p) for _, p, _ in capture.on(suffix)]
-        for name, suffix in (("score", "/score"), ("episode", "/episode"), ("deadletter", "/deadletter"))
-    }
+        for name, suffix in (
+            ("score", "/score"), ("episode", "/episode"), ("summary", "/summary"), ("deadletter", "/deadletter")
+        )
+    }  # fmt: skip
     assert any(e.get("enrolling") for e in events["score"])
     assert any(e.get("fired") for e in events["score"])
     assert events["episode"], "record 106 opens an episode within two minutes"
+    assert events["summary"], "and its device has a summary"
     for name, payloads in events.items():
         for payload in payloads:
             validator(name).validate(payload)

@@ -30,7 +30,7 @@ def test_ventricular_tachycardia_starts_at_its_first_beat_and_counts_every_beat(
     assert start["started"] == 1.5  # the first V, not the third
     assert (start["beats"], start["anomalous"]) == (3, 3)  # the beats that opened it
     assert start["severity"] == "critical"
-    ended = feed(state, "N" * 130, start=4.5)  # more than the 60 s gap later
+    ended = feed(state, "N" * 700, start=4.5)  # more than the 300 s gap later
     end = next(e for e in ended if e["type"] == "end")
     assert end["id"] == start["id"]
     assert end["ended"] == 3.0  # the last V
@@ -41,8 +41,8 @@ def test_ventricular_tachycardia_starts_at_its_first_beat_and_counts_every_beat(
 def test_runs_within_the_gap_are_one_episode_and_runs_beyond_it_two() -> None:
     state = DeviceEpisodes()
     events = feed(state, "NNVVVNNNNNNNNNNVVVVNN")  # two runs 5 s apart
-    events += feed(state, "N" * 200, start=10.5)  # 100 s of normal beats
-    events += feed(state, "VVV", start=120.0)
+    events += feed(state, "N" * 700, start=10.5)  # 350 s of normal beats
+    events += feed(state, "VVV", start=400.0)
     assert kinds(events) == [
         ("ventricular_tachycardia", "start"),
         ("ventricular_tachycardia", "end"),
@@ -59,38 +59,40 @@ def test_slow_ventricular_runs_are_not_tachycardia() -> None:
 def test_bigeminy_that_breaks_for_a_beat_goes_on() -> None:
     """The flapping seen from outside: 112 bigeminy episodes an hour, a new one at every broken pair."""
     state = DeviceEpisodes()
-    events = feed(state, "NVNVNV" + "NN" + "NVNVNVNVNV" + "NN" + "NVNVNV", every=0.8)
+    pattern = "NVNVNV" + "NN" + "NVNVNVNVNV" + "NN" + "NVNVNV" + "NNNN" + "NVNVNVNVNVNVNVNVNVNV"
+    events = feed(state, pattern, every=0.8)  # 43 s: past bigeminy's 30 s minimum
     assert kinds(events) == [("bigeminy", "start")]
     assert events[0]["started"] == 0.0
-    events = feed(state, "N" * 100, start=20.0, every=0.8)
+    events = feed(state, "N" * 400, start=50.0, every=0.8)
     assert kinds(events) == [("bigeminy", "end")]
-    assert events[0]["anomalous"] == 11
+    assert events[0]["anomalous"] == 21
 
 
 def test_trigeminy() -> None:
     state = DeviceEpisodes()
-    events = feed(state, "NNVNNVNNV", every=0.8)
+    events = feed(state, "NNV" * 14, every=0.8)  # 33 s
     assert kinds(events) == [("trigeminy", "start")]
-    assert (events[0]["beats"], events[0]["anomalous"]) == (9, 3)
+    assert events[0]["started"] == 0.0
+    assert (events[0]["beats"], events[0]["anomalous"]) == (39, 13)
 
 
 def test_atrial_fibrillation_is_published_after_its_minimum_dated_from_its_onset_and_escalates() -> None:
     state = DeviceEpisodes()
     feed(state, "N" * 40)
-    events = feed(state, "N" * 40, start=20.0, af=True)  # 20 s of AF: under the 30 s minimum
+    events = feed(state, "N" * 80, start=20.0, af=True)  # 40 s of AF: under the 60 s minimum
     assert events == []
-    events = feed(state, "N" * 40, start=40.0, af=True)
+    events = feed(state, "N" * 80, start=60.0, af=True)
     start = next(e for e in events if e["type"] == "start")
     assert start["kind"] == "atrial_fibrillation"
     assert start["started"] == pytest.approx(20.0 - 19 * 0.5)  # backdated: the detector turns late
     assert start["severity"] == "info"
-    events = feed(state, "N" * 600, start=60.0, af=True)  # five more minutes
+    events = feed(state, "N" * 600, start=100.0, af=True)  # five more minutes
     assert [e["severity"] for e in events if e["type"] == "update"][-1] == "warning"
 
 
 def test_a_short_burst_of_fibrillation_is_never_published() -> None:
     state = DeviceEpisodes()
-    events = feed(state, "N" * 30, af=True) + feed(state, "N" * 400, start=15.0)
+    events = feed(state, "N" * 100, af=True) + feed(state, "N" * 800, start=50.0)
     assert events == []
 
 
@@ -108,10 +110,11 @@ def test_pauses_in_readable_signal() -> None:
 
 def test_frequent_ectopy_needs_a_minute_of_it() -> None:
     state = DeviceEpisodes()
-    scattered = "VNNNNNNNNN" * 11  # one PVC in ten at 120/min: 12 a minute, no pattern, for 50 s
+    scattered = "VNNNNNNNNN" * 50  # one PVC in ten at 120/min: 12 a minute, no pattern, for 250 s
     assert feed(state, scattered) == []
-    events = feed(state, scattered, start=55.0)  # another 55 s of it
-    assert kinds(events) == [("frequent_ectopy", "start")]
+    events = feed(state, scattered, start=250.0)  # another 250 s of it: past the 5 minute minimum
+    assert kinds(events)[0] == ("frequent_ectopy", "start")
+    assert {k for k in kinds(events)[1:]} == {("frequent_ectopy", "update")}  # a minute apart
     assert events[0]["started"] == 0.0
 
 
@@ -128,7 +131,10 @@ def test_signal_lost_after_thirty_seconds_unreadable_until_a_readable_beat() -> 
     started = observe_unreadable(state, RULES, "d1", 120.0, 20.0)
     assert kinds(started) == [("signal_lost", "start")]
     assert started[0]["started"] == 100.0
-    assert kinds(feed(state, "N", start=141)) == [("signal_lost", "end")]
+    assert feed(state, "N", start=141) == []  # signal is back: it ends unless lost again within its gap
+    events = feed(state, "N" * 260, start=142)
+    assert kinds(events) == [("signal_lost", "end")]
+    assert events[0]["ended"] == 140.0
 
 
 def test_a_device_that_goes_quiet_ends_its_episodes() -> None:
@@ -142,5 +148,5 @@ def test_state_survives_serialisation_mid_episode() -> None:
     state = DeviceEpisodes()
     feed(state, "NNVVV")
     copy = DeviceEpisodes.from_dict(state.to_dict())
-    events = feed(copy, "N" * 130, start=3.0)
+    events = feed(copy, "N" * 700, start=3.0)
     assert kinds(events) == [("ventricular_tachycardia", "end")]
