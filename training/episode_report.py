@@ -101,8 +101,9 @@ def compare(record: Record, published: list[Published], rules: Rules) -> dict[st
         truth = [(max(a, SKIP_S), b) for a, b in truth]
         found = [any(_overlap(a, b) > 0 for b in spans) for a in truth]
         true = [any(_overlap(b, a) > 0 for a in truth) for b in spans]
-        delays = [min((p.announced - a[0] for p, b in zip(ours, spans, strict=True) if _overlap(a, b) > 0),
-                      default=np.nan) for a in truth]  # fmt: skip
+        # Per published episode: from the onset of the first annotated episode it overlaps to its start event.
+        delays = [p.announced - min(a[0] for a in truth if _overlap(a, b) > 0)
+                  for p, b in zip(ours, spans, strict=True) if any(_overlap(a, b) > 0 for a in truth)]  # fmt: skip
         out[kind] = {
             "annotated": len(truth),
             "found": int(sum(found)),

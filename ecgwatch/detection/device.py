@@ -85,6 +85,8 @@ class DeviceDetector:
             beat_class, probability = None, None
         else:
             beat_class, probability = _classify(x, timing, fibrillation, classifiers)
+        if label is not None or probability is not None:
+            self.bank.vote(match.index, float(label == "V") if label is not None else float(probability or 0.0))
         self.rhythm.observe(beat.rr_s, dominant, label or beat_class or "?")
         return Verdict(beat_class, probability, fibrillation, timing, x, match.index)
 

@@ -127,7 +127,7 @@ def vector(
 
 
 def _best_lag(window: np.ndarray, dominant: np.ndarray, spans: Spans) -> int:
-    probe = TemplateBank(templates=[dominant], uses=[1.0], members=[1], premature=[1.0], pause=[1.0], spread=[1.0])
+    probe = TemplateBank([dominant], [1.0], [1], [1.0], [1.0], [1.0], [0.0])
     found = probe.match(window, spans)
     return 0 if found is None else found.lag
 

@@ -6,8 +6,12 @@ bank is full. A template follows its members slowly (a lead that shifts, a QRS t
 keeps how its members came: their mean prematurity and the pause after them.
 
 The **dominant** template is the device's normal beat: the most used of those whose members come on time (so
-bigeminy, half its beats ventricular, does not make the PVC the normal). Beats are judged against it, and
-their template's own history says what the beat's shape has meant so far on this device.
+bigeminy, half its beats ventricular, does not make the PVC the normal) and that the classifier has not been
+calling ventricular (so a minute of ventricular tachycardia, whose beats come "on time" with each other, does not
+become the normal beat and its beats normal; in record 223 every other beat of a 55 s run was called N). A
+template that has outgrown the normal one several times over takes over anyway: a lasting change of the
+normal beat (a bundle-branch block that comes and goes, a watch moved) must not stay "ventricular" for hours.
+Beats are judged against it, and their template's own history says what the beat's shape has meant so far.
 
 Windows are the fixed windows of :class:`ecgwatch.detection.segmentation.Window`, in the device's units with
 its usual QRS pointing down (as the segmentation cuts them).
@@ -29,6 +33,8 @@ FOLLOW = 1 / 16  # a template moves at least this far towards each new member
 DECAY = 1 - 1 / 512  # use counts fade over ~500 beats, so a morphology that stopped gives way
 ON_TIME = 0.9  # a template whose members come at >= 0.9 of the usual interval, on average, can be dominant
 QRS_BEFORE_S, QRS_AFTER_S = 0.10, 0.12
+TAKEOVER = 3.0
+VOTE_RATE = 1 / 16
 SPREAD_PRIOR = 0.05  # a new template's members' spread until it has some (typical of clean normal beats)
 
 
@@ -67,6 +73,7 @@ class TemplateBank:
     premature: list[float] = field(default_factory=list)  # members' mean R-R before / usual
     pause: list[float] = field(default_factory=list)  # members' mean R-R after / usual
     spread: list[float] = field(default_factory=list)  # members' mean RMS distance from it / its QRS size
+    votes: list[float] = field(default_factory=list)  # members' recent P(ventricular), from the classifier
 
     def match(self, window: np.ndarray, spans: Spans) -> Match | None:
         """The best template for ``window`` (by QRS correlation over the alignment range), or None if empty."""
@@ -105,14 +112,25 @@ class TemplateBank:
         self.premature.append(premature)
         self.pause.append(pause)
         self.spread.append(SPREAD_PRIOR)
+        self.votes.append(0.0)
         correlation = found.correlation if found is not None else 1.0
         return Match(len(self.templates) - 1, correlation, 0, True)
 
     def dominant(self) -> int:
-        """The device's normal template: the most used of the on-time ones (the most used of all if none is)."""
+        """The device's normal template: the most used of the on-time ones that are not voted ventricular (the
+        most used on-time one if none is left, the most used of all if none is on time); one used
+        :data:`TAKEOVER` times more than that wins regardless of its votes."""
         uses = np.asarray(self.uses)
         on_time = np.asarray(self.premature) >= ON_TIME
-        return int(np.argmax(np.where(on_time, uses, uses * 1e-3)))
+        normal = on_time & (np.asarray(self.votes) <= 0.5)
+        pool = normal if normal.any() else on_time
+        best = int(np.argmax(np.where(pool, uses, uses * 1e-3)))
+        rival = int(np.argmax(np.where(on_time, uses, uses * 1e-3)))
+        return rival if uses[rival] > TAKEOVER * uses[best] else best
+
+    def vote(self, index: int, probability: float) -> None:
+        """The classifier's P(ventricular) for a member just classified: what this shape has meant lately."""
+        self.votes[index] += VOTE_RATE * (probability - self.votes[index])
 
     def share(self, index: int) -> float:
         return float(self.uses[index] / max(sum(self.uses), 1e-12))
@@ -124,7 +142,7 @@ class TemplateBank:
         return MATCH_AMPLITUDE[0] < ratio < MATCH_AMPLITUDE[1]
 
     def _forget(self, k: int) -> None:
-        for values in (self.templates, self.uses, self.members, self.premature, self.pause, self.spread):
+        for values in (self.templates, self.uses, self.members, self.premature, self.pause, self.spread, self.votes):
             values.pop(k)
 
 

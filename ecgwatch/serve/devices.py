@@ -117,6 +117,7 @@ def _detector_dict(detector: DeviceDetector) -> dict[str, Any]:
         "premature": bank.premature,
         "pause": bank.pause,
         "spread": bank.spread,
+        "votes": bank.votes,
         "normal": list(rhythm.normal),
         "recent": list(rhythm.recent),
         "regular": list(rhythm.regular),
@@ -129,7 +130,9 @@ def _detector_dict(detector: DeviceDetector) -> dict[str, Any]:
 def _detector_of(state: dict[str, Any]) -> DeviceDetector:
     kind, seq_len, before, after, margin = state["window"]
     templates = [] if state["templates"] is None else list(_unpack(state["templates"]))
-    bank = TemplateBank(templates, state["uses"], state["members"], state["premature"], state["pause"], state["spread"])
+    bank = TemplateBank(
+        templates, state["uses"], state["members"], state["premature"], state["pause"], state["spread"], state["votes"]
+    )
     rhythm = Rhythm()
     rhythm.normal.extend(state["normal"])
     rhythm.recent.extend(state["recent"])

@@ -51,3 +51,19 @@ def test_shift_moves_a_window_and_holds_its_edges() -> None:
     x = np.arange(10.0)
     assert shift(x, 2).tolist() == [2, 3, 4, 5, 6, 7, 8, 9, 9, 9]
     assert shift(x, -1).tolist() == [0, 0, 1, 2, 3, 4, 5, 6, 7, 8]
+
+
+def test_a_minute_of_tachycardia_does_not_become_the_normal_beat_but_a_lasting_change_does() -> None:
+    bank = TemplateBank()
+    for _ in range(100):
+        bank.add(beat(3.0), SPANS, 1.0, 1.0)
+        bank.vote(0, 0.02)
+    wide = beat(9.0, depth=-1.4)
+    for _ in range(120):  # a run of VT: its beats come on time with each other
+        found = bank.add(wide, SPANS, 1.0, 1.0)
+        bank.vote(found.index, 0.97)
+    assert bank.dominant() == 0
+    for _ in range(600):  # ten minutes of it: the normal beat has faded, the new one took over
+        found = bank.add(wide, SPANS, 1.0, 1.0)
+        bank.vote(found.index, 0.97)
+    assert bank.dominant() == 1
