@@ -98,12 +98,13 @@ def compare(record: Record, published: list[Published], rules: Rules) -> dict[st
         truth = [s for s in annotated(record, kind, rules) if _counted(s)]
         ours = [p for p in published if p.kind == kind and _counted((p.started, p.ended))]
         spans = [(max(p.started, SKIP_S), max(p.ended, p.started + 0.5)) for p in ours]
-        truth = [(max(a, SKIP_S), b) for a, b in truth]
+        raw, truth = truth, [(max(a, SKIP_S), b) for a, b in truth]
         found = [any(_overlap(a, b) > 0 for b in spans) for a in truth]
         true = [any(_overlap(b, a) > 0 for a in truth) for b in spans]
-        # Per published episode: from the onset of the first annotated episode it overlaps to its start event.
-        delays = [p.announced - min(a[0] for a in truth if _overlap(a, b) > 0)
-                  for p, b in zip(ours, spans, strict=True) if any(_overlap(a, b) > 0 for a in truth)]  # fmt: skip
+        # Per annotated onset after SKIP_S that was found: how long until an episode covering it was announced
+        # (0 when one was already open: a kind merged over its gap).
+        delays = [max(0.0, min(p.announced for p, b in zip(ours, spans, strict=True) if _overlap(a, b) > 0) - a[0])
+                  for a, hit in zip(raw, found, strict=True) if hit and a[0] >= SKIP_S]  # fmt: skip
         out[kind] = {
             "annotated": len(truth),
             "found": int(sum(found)),

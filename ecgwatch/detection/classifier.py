@@ -8,6 +8,7 @@ value that the trees' sum (plus a baseline) turns into a log-odds.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,18 +32,32 @@ class Trees:
     names: tuple[str, ...]  # the features, in the order the trees index them
 
     def log_odds(self, x: np.ndarray) -> np.ndarray:
-        """``(N, F)`` feature rows to ``(N,)`` log-odds, every tree at once."""
+        """``(N, F)`` feature rows to ``(N,)`` log-odds, every tree at once: each step moves every row down
+        every tree by one level; a leaf is its own child, so the deepest tree's depth in steps reaches all."""
         x = np.atleast_2d(np.asarray(x, dtype=np.float64))
-        node = np.broadcast_to(self.roots, (len(x), len(self.roots))).copy()
-        rows = np.arange(len(x))[:, None]
-        while True:
-            inner = ~self.leaf[node]
-            if not inner.any():
-                break
-            value = x[rows, self.feature[node]]
-            go_left = np.where(np.isnan(value), self.missing_left[node], value <= self.threshold[node])
-            node = np.where(inner, np.where(go_left, self.left[node], self.right[node]), node)
-        return self.baseline + self.value[node].sum(axis=1)
+        left, right, depth = self._walk
+        out = np.empty(len(x))
+        for i, row in enumerate(x):  # one row at a time: 1-D indexing is several times cheaper than 2-D
+            node = self.roots
+            for _ in range(depth):
+                value = row[self.feature[node]]
+                go_left = np.where(np.isnan(value), self.missing_left[node], value <= self.threshold[node])
+                node = np.where(go_left, left[node], right[node])
+            out[i] = self.baseline + self.value[node].sum()
+        return out
+
+    @functools.cached_property
+    def _walk(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """Children with leaves pointing at themselves, and the deepest tree's depth."""
+        own = np.arange(len(self.feature))
+        left, right = np.where(self.leaf, own, self.left), np.where(self.leaf, own, self.right)
+        return left, right, self._depth()
+
+    def _depth(self) -> int:
+        depth = np.zeros(len(self.feature), dtype=np.int64)
+        for k in np.flatnonzero(~self.leaf):  # children come after their parents (checked at load)
+            depth[self.left[k]] = depth[self.right[k]] = depth[k] + 1
+        return int(depth.max(initial=0))
 
     def probability(self, x: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-self.log_odds(x)))
