@@ -406,12 +406,14 @@ class Pipeline:
         ticket = pending.output if isinstance(pending.output, StripTicket) else None
         if not self.settings.episodes.enabled or (ticket is not None and ticket.detached):
             return []
+        # A beat no classifier judged (a pre-cut beat, or a strip scored by a model without one) counts as V when
+        # anomalous; a pre-cut beat has no timing.
+        judged = None if beat.quality != "ok" else ("V" if anomalous else "N")
         if isinstance(beat, StripBeat):
             t, rr, fibrillation = beat.found.t, beat.found.rr_s, verdict is not None and verdict.fibrillation
-            beat_class = None if verdict is None else verdict.beat_class
-        else:  # a pre-cut beat: no timing, no class but its verdict
-            t, rr, fibrillation = beat.ts or pending.received_wall, None, False
-            beat_class = None if beat.quality != "ok" else ("V" if anomalous else "N")
+            beat_class = judged if verdict is None else verdict.beat_class
+        else:
+            t, rr, fibrillation, beat_class = beat.ts or pending.received_wall, None, False, judged
         state = self._device_state(beat.device_id, ticket)
         events = observe_beat(state.episodes, self.rules, beat.device_id, t, beat_class, rr, fibrillation)
         state.summary.observe(t, beat_class, beat.quality == "ok")
